@@ -1,0 +1,33 @@
+# Every routine task has a target. The virtual environment is created on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint fmt bench chaos clean install
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start NATS (embedded), the streams, the four services and the demo directory; Ctrl-C stops all.
+run: $(STAMP)
+	$(VENV)/bin/osso up
+
+## The whole test suite (unit, integration against a real nats-server and databases, end to end).
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shared services deploy tests
+	$(VENV)/bin/mypy shared services deploy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format shared services deploy tests
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

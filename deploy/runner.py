@@ -1,0 +1,172 @@
+"""The local runner behind ``osso up`` / ``make run``: embedded nats-server, streams, four
+services as separate processes, the demo partner directory; stops everything on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nats
+
+from shared.natsserver import NatsServer, port_open
+from shared.settings import DEFAULT_PORTS, EMBEDDED_NATS_PORT
+from shared.streams import provision
+
+SERVICES = ("intake", "referral", "notification", "reporting")
+REPO = Path(__file__).resolve().parent.parent
+DEMO_PARTNERS = REPO / "deploy" / "demo" / "partners.json"
+
+
+async def provision_streams(url: str, replicas: int = 1, duplicate_window: float = 120.0) -> list[str]:
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        return await provision(nc.jetstream(), replicas=replicas, duplicate_window=duplicate_window)
+    finally:
+        await nc.close()
+
+
+def wait_ready(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with code {process.returncode}")
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=1.0)
+            if r.status_code == 200:
+                return
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
+
+
+@dataclass
+class Platform:
+    """The four services (and, unless a NATS URL is given, an embedded nats-server)."""
+
+    data_dir: Path
+    nats_url: str | None = None
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    seed_demo: bool = True
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    nats: NatsServer | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start_nats(self) -> str:
+        if self.nats_url:
+            return self.nats_url
+        port = EMBEDDED_NATS_PORT if not port_open(EMBEDDED_NATS_PORT) else 0
+        self.nats = NatsServer(
+            self.data_dir / "nats", port=port, log_file=(self.log_dir or self.data_dir) / "nats-server.log"
+        ).start()
+        self.nats_url = self.nats.url
+        return self.nats_url
+
+    def env(self, service: str) -> dict[str, str]:
+        assert self.nats_url
+        env = dict(os.environ)
+        env.update(
+            {
+                "OSSO_NATS_URL": self.nats_url,
+                "OSSO_DATA_DIR": str(self.data_dir),
+                f"OSSO_{service.upper()}_PORT": str(self.ports[service]),
+                "OSSO_NOTIFICATION_INTAKE_URL": self.url("intake"),
+            }
+        )
+        if self.seed_demo:
+            env["OSSO_REFERRAL_SEED_FILE"] = str(DEMO_PARTNERS)
+        env.update(self.extra_env)
+        return env
+
+    def start_service(self, service: str, wait: bool = True) -> subprocess.Popen[bytes]:
+        log_dir = self.log_dir or self.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(log_dir / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env=self.env(service), stdout=log, stderr=log,
+            cwd=REPO,
+        )
+        self.processes[service] = proc
+        if wait:
+            wait_ready(self.url(service), process=proc)
+        return proc
+
+    def stop_service(self, service: str, kill: bool = False) -> None:
+        proc = self.processes.pop(service, None)
+        if proc is None or proc.poll() is not None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def start(self, services: tuple[str, ...] = SERVICES) -> Platform:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        url = self.start_nats()
+        asyncio.run(provision_streams(url))
+        for service in services:
+            self.start_service(service, wait=False)
+        for service in services:
+            wait_ready(self.url(service), process=self.processes[service])
+        return self
+
+    def stop(self) -> None:
+        for service in list(self.processes):
+            self.stop_service(service)
+        if self.nats is not None:
+            self.nats.stop()
+            self.nats = None
+
+    def __enter__(self) -> Platform:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def run_forever(platform: Platform) -> None:
+    """Start, print the URLs, and stop cleanly on Ctrl-C or when a service dies."""
+    stopping = False
+
+    def _stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        platform.start()
+        print(f"NATS:         {platform.nats_url}")
+        for service in SERVICES:
+            print(f"{service + ':':13} {platform.url(service)}   (docs: {platform.url(service)}/docs)")
+        print(f"SMS outbox:   {platform.data_dir / 'notification' / 'sms-outbox.jsonl'}")
+        print(f"Logs:         {platform.data_dir / 'logs'}")
+        print("Press Ctrl-C to stop.")
+        while not stopping:
+            for name, proc in platform.processes.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("Stopping...")
+        platform.stop()

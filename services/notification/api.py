@@ -1,0 +1,40 @@
+"""Notification's HTTP routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlmodel import col, select
+
+from services.notification.store import FollowUpRow
+from shared.runtime import Runtime
+
+
+class MessageOut(BaseModel):
+    id: str
+    case_id: str
+    referral_id: str | None
+    template: str
+    status: str
+    due_at: datetime
+    sent_at: datetime | None
+    segments: int | None
+
+
+def build_router(rt: Runtime) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/messages", response_model=list[MessageOut], tags=["messages"])
+    async def list_messages(
+        case_id: str = Query(max_length=64), limit: int = Query(default=100, ge=1, le=1000)
+    ) -> list[MessageOut]:
+        query = (
+            select(FollowUpRow).where(FollowUpRow.case_id == case_id).order_by(col(FollowUpRow.due_at)).limit(limit)
+        )
+        async with rt.sessions() as session:
+            rows = (await session.exec(query)).all()
+        return [MessageOut.model_validate(r, from_attributes=True) for r in rows]
+
+    return router

@@ -1,0 +1,168 @@
+"""The idempotent consumer: applies a fetched batch in one transaction, one savepoint per event.
+
+An event id is recorded in the ``inbox`` table in the same savepoint as its effect, so an event
+delivered twice (re-published, or redelivered after a crash before the ack) is applied once.
+Acks are sent only after the commit. A failing event is rolled back alone, its error recorded,
+and it is redelivered after a delay until ``max_deliver``; then the dead-letterer takes it.
+An event that cannot be parsed is dead-lettered at once: redelivery could never fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+from opentelemetry import trace
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from shared.deadletter import DeadLetterer
+from shared.envelope import Envelope, MalformedEvent, decode
+from shared.logs import get_logger, scrub
+from shared.metrics import BATCH_SECONDS, EVENTS_CONSUMED
+from shared.telemetry import extract_context, tracer
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+    from shared.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+Apply = Callable[["UnitOfWork", Envelope], Awaitable[None]]
+
+
+class EventConsumer:
+    def __init__(self, rt: Runtime, durable: str, stream: str, apply: Apply) -> None:
+        self.rt = rt
+        self.durable = durable
+        self.stream = stream
+        self.apply = apply
+        self._tracer = tracer(f"osso.{rt.name}")
+
+    @property
+    def _deadletters(self) -> DeadLetterer:
+        return self.rt.deadletters
+
+    async def process(self, msgs: list[Msg]) -> None:
+        started = time.perf_counter()
+        decoded: list[tuple[Msg, Envelope]] = []
+        for m in msgs:
+            try:
+                decoded.append((m, decode(m.headers, m.data)))
+            except MalformedEvent as exc:
+                await self._dead_letter_now(m, str(exc))
+
+        applied: list[Msg] = []
+        duplicates: list[Msg] = []
+        failed: list[tuple[Msg, Envelope, str]] = []
+        try:
+            async with self.rt.uow() as uow:
+                inbox = self.rt.tables.inbox
+                ids = [env.id for _, env in decoded]
+                seen = set(
+                    (
+                        await uow.session.execute(
+                            select(inbox.c.event_id).where(
+                                inbox.c.consumer == self.durable, inbox.c.event_id.in_(ids)
+                            )
+                        )
+                    ).scalars()
+                ) if ids else set()
+                now = datetime.now(UTC)
+                for m, env in decoded:
+                    if env.id in seen:
+                        duplicates.append(m)
+                        continue
+                    with self._tracer.start_as_current_span(
+                        f"{self.durable} process",
+                        context=extract_context(m.headers),
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={
+                            "messaging.system": "nats",
+                            "messaging.destination.name": m.subject,
+                            "messaging.message.id": env.id,
+                            "messaging.consumer.group.name": self.durable,
+                            "cloudevents.event_type": env.type,
+                        },
+                    ) as span:
+                        try:
+                            async with uow.savepoint():
+                                await self.apply(uow, env)
+                                await uow.session.execute(
+                                    insert(inbox).values(consumer=self.durable, event_id=env.id, applied_at=now)
+                                )
+                        except Exception as exc:
+                            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                            failed.append((m, env, f"{type(exc).__name__}: {exc}"))
+                            continue
+                    seen.add(env.id)
+                    applied.append(m)
+                await uow.commit()
+        except Exception as exc:
+            # The batch transaction itself failed (database down, lock timeout): retry all later.
+            log.warning("batch_failed", consumer=self.durable, error=type(exc).__name__, detail=str(exc)[:300])
+            for m, _ in decoded:
+                await self._nak(m)
+            EVENTS_CONSUMED.labels(self.rt.name, self.durable, "failed").inc(len(decoded))
+            return
+
+        for m in applied + duplicates:
+            await m.ack()
+        if failed:
+            await self._record_failures(failed)
+            for m, _, _ in failed:
+                await self._nak(m)
+        EVENTS_CONSUMED.labels(self.rt.name, self.durable, "applied").inc(len(applied))
+        if duplicates:
+            EVENTS_CONSUMED.labels(self.rt.name, self.durable, "duplicate").inc(len(duplicates))
+        if failed:
+            EVENTS_CONSUMED.labels(self.rt.name, self.durable, "failed").inc(len(failed))
+        BATCH_SECONDS.labels(self.rt.name, self.durable).observe(time.perf_counter() - started)
+
+    async def _nak(self, m: Msg) -> None:
+        attempt = m.metadata.num_delivered or 1
+        await m.nak(delay=self.rt.settings.bus.nak_delay * attempt)
+
+    async def _record_failures(self, failed: list[tuple[Msg, Envelope, str]]) -> None:
+        """Keep each failure's last error, for the dead-letterer to store with the message."""
+        t = self.rt.tables.failures
+        now = datetime.now(UTC)
+        for m, env, error in failed:
+            seq = m.metadata.sequence.stream
+            error = scrub(error)[:2000]
+            log.warning(
+                "event_failed", consumer=self.durable, event_id=env.id, stream_seq=seq,
+                attempt=m.metadata.num_delivered, error=error,
+            )
+            for _ in range(3):
+                try:
+                    async with self.rt.sessions() as session, session.begin():
+                        values = {"error": error, "attempts": m.metadata.num_delivered or 1, "last_failed_at": now}
+                        result = await session.execute(
+                            update(t).where(t.c.consumer == self.durable, t.c.stream_seq == seq).values(**values)
+                        )
+                        if not result.rowcount:  # type: ignore[attr-defined]
+                            await session.execute(
+                                insert(t).values(consumer=self.durable, stream_seq=seq, event_id=env.id, **values)
+                            )
+                    break
+                except IntegrityError:
+                    await asyncio.sleep(0.01)  # a replica inserted the same row: update it instead
+
+    async def _dead_letter_now(self, m: Msg, reason: str) -> None:
+        await self._deadletters.publish(
+            consumer=self.durable,
+            stream=m.metadata.stream,
+            stream_seq=m.metadata.sequence.stream,
+            subject=m.subject,
+            headers=m.headers,
+            body=m.data,
+            reason=reason,
+            deliveries=m.metadata.num_delivered or 1,
+        )
+        await m.term()
+        EVENTS_CONSUMED.labels(self.rt.name, self.durable, "dead_lettered").inc()

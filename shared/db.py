@@ -1,0 +1,152 @@
+"""Database engines and the plumbing tables every service has: outbox, inbox, delivery failures.
+
+Each service owns its own database and its own ``MetaData``; the plumbing tables are added to it
+with :func:`plumbing_tables` so no service ever sees another's tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back time-zone aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store times with a zone")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` so that
+    concurrent writers (replicas, relay, consumers) wait for each other instead of failing."""
+    if not is_sqlite(url):
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 10)
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(url, **kwargs)
+
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class PlumbingTables:
+    outbox: Table
+    inbox: Table
+    failures: Table
+
+
+def plumbing_tables(metadata: MetaData) -> PlumbingTables:
+    """Add the outbox, inbox and delivery-failure tables to a service's metadata (once)."""
+    if "outbox" in metadata.tables:
+        t = metadata.tables
+        return PlumbingTables(t["outbox"], t["inbox"], t["delivery_failures"])
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("subject", String(255), nullable=False),
+        Column("headers", Text, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("sent_at", UtcDateTime(), nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+    )
+    Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.id)
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("applied_at", UtcDateTime(), nullable=False),
+    )
+    failures = Table(
+        "delivery_failures",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("stream_seq", BigInteger, primary_key=True),
+        Column("event_id", String(64), nullable=True),
+        Column("error", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("last_failed_at", UtcDateTime(), nullable=False),
+    )
+    return PlumbingTables(outbox, inbox, failures)
+
+
+async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def increment(session: AsyncSession, table: Table, keys: dict[str, Any], column: str, delta: int) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET column = column + delta`` on SQLite and PostgreSQL."""
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(table).values(**keys, **{column: delta})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={column: getattr(table.c, column) + delta}
+    )
+    await session.execute(stmt)

@@ -1,0 +1,226 @@
+"""What every service process runs besides its own code: database, NATS connections, outbox
+relay, dead-letterer, FastStream broker and the HTTP app with health, readiness and metrics.
+
+A service's ``app.py`` only wires: ``Runtime(name, settings, metadata)`` + its routers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import nats
+from fastapi import APIRouter, FastAPI
+from faststream.nats import NatsBroker, NatsRouter, PullSub
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.consumer import Apply, EventConsumer
+from shared.db import create_schema, make_engine, make_sessionmaker, ping, plumbing_tables
+from shared.deadletter import DeadLetterer
+from shared.http import install_problem_handlers, metrics_response, problem
+from shared.logs import configure_logging, get_logger
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.telemetry import configure_tracing
+from shared.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+
+def read_or_create_secret(path: Path) -> str:
+    """A development secret generated on first run (mode 0600), never committed."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+class Runtime:
+    def __init__(self, name: str, settings: ServiceSettings, metadata: MetaData) -> None:
+        self.name = name
+        self.settings = settings
+        self.metadata = metadata
+        self.tables = plumbing_tables(metadata)
+        self.database_url = settings.resolved_database_url(name)
+        self.engine = make_engine(self.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        self.internal_token = settings.platform.internal_token or read_or_create_secret(
+            settings.platform.data_dir / "keys" / "internal-token"
+        )
+        self.broker = NatsBroker(
+            settings.bus.nats_url,
+            middlewares=[NatsTelemetryMiddleware()],
+            logger=None,  # per-message logs cost a third of throughput (ARCHITECTURE.md)
+            max_reconnect_attempts=-1,
+        )
+        self.consumers: dict[str, str] = {}  # durable name -> stream, for dead-lettering
+        self.nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._relay: OutboxRelay | None = None
+        self._deadletters: DeadLetterer | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: list[Callable[[], Any]] = []
+        self._startup: list[Callable[[], Any]] = []
+
+    # -- wiring used by handlers.py ------------------------------------------------------------
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.tables, on_commit=self._wake_relay)
+
+    def pull_sub(self) -> PullSub[Any]:
+        bus = self.settings.bus
+        return PullSub(batch_size=bus.batch_size, timeout=bus.batch_timeout, batch=True)
+
+    def consumer_config(self, durable: str, stream: str) -> ConsumerConfig:
+        """A durable pull consumer with explicit acks and a delivery limit (never unlimited)."""
+        self.consumers[durable] = stream
+        bus = self.settings.bus
+        return ConsumerConfig(
+            durable_name=durable,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=bus.max_deliver,
+            ack_wait=bus.ack_wait,
+            max_ack_pending=max(1000, bus.batch_size * 10),
+        )
+
+    def event_consumer(self, durable: str, stream: str, apply: Apply) -> EventConsumer:
+        return EventConsumer(self, durable, stream, apply)
+
+    def include(self, router: NatsRouter) -> None:
+        self.broker.include_router(router)
+
+    def add_startup(self, factory: Callable[[], Any]) -> None:
+        """Await ``factory()`` once the schema exists, before consumers start."""
+        self._startup.append(factory)
+
+    def add_background(self, factory: Callable[[], Any]) -> None:
+        """Run ``factory()`` (a coroutine) as a task for the life of the process."""
+        self._background.append(factory)
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "runtime not started"
+        return self._js
+
+    @property
+    def deadletters(self) -> DeadLetterer:
+        assert self._deadletters is not None, "runtime not started"
+        return self._deadletters
+
+    @property
+    def relay(self) -> OutboxRelay:
+        assert self._relay is not None, "runtime not started"
+        return self._relay
+
+    def _wake_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.wake()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await create_schema(self.engine, self.metadata)
+        for startup in self._startup:
+            await startup()
+        self.nc = await nats.connect(self.settings.bus.nats_url, max_reconnect_attempts=-1, name=f"osso-{self.name}")
+        self._js = self.nc.jetstream()
+        self._relay = OutboxRelay(
+            self.name, self.sessions, self.tables, self._js, poll_interval=self.settings.bus.outbox_poll_interval
+        )
+        self._deadletters = DeadLetterer(self.name, self._js, self.sessions, self.tables)
+        self._tasks.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox"))
+        await self.broker.start()
+        self._tasks.append(
+            asyncio.create_task(self._deadletters.run(dict(self.consumers)), name=f"{self.name}-dlq")
+        )
+        for factory in self._background:
+            self._tasks.append(asyncio.create_task(factory()))
+        log.info("service_started", nats=self.settings.bus.nats_url.split("@")[-1])
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        if self._relay is not None:
+            self._relay.stop()
+            with contextlib.suppress(Exception):
+                await self._relay.drain(timeout=2.0)
+        if self._deadletters is not None:
+            self._deadletters.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, str]:
+        checks = {}
+        try:
+            await ping(self.engine)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "error: not connected"
+        return checks
+
+
+def create_http_app(rt: Runtime, routers: Iterable[APIRouter], *, title: str, version: str = "1") -> FastAPI:
+    """The service's FastAPI app: its routes plus ``/healthz``, ``/readyz`` and ``/metrics``."""
+    configure_logging(rt.name, rt.settings.observability.log_level, rt.settings.observability.log_format)
+    configure_tracing(rt.name, rt.settings.observability)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.runtime = rt
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": rt.name}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Any:
+        checks = await rt.ready()
+        if all(v == "ok" for v in checks.values()):
+            return {"status": "ready", **checks}
+        return problem(503, "Not ready", ", ".join(f"{k}: {v}" for k, v in checks.items()), checks=checks)
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Any:
+        return metrics_response()
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run the app with uvicorn on the configured host and port."""
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")

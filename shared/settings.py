@@ -1,0 +1,83 @@
+"""Settings shared by every service, read once at start from ``OSSO_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The embedded nats-server listens here so it never clashes with a system NATS on 4222.
+EMBEDDED_NATS_PORT = 4322
+
+DEFAULT_PORTS = {"intake": 8001, "referral": 8002, "notification": 8003, "reporting": 8004}
+
+
+class BusSettings(BaseSettings):
+    """How a service talks to NATS JetStream and handles failed deliveries (``OSSO_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="OSSO_", extra="ignore")
+
+    nats_url: str = f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
+    #: Deliveries of one message before it is dead-lettered.
+    max_deliver: int = Field(default=5, ge=1, le=100)
+    #: Seconds the server waits for an ack before redelivering.
+    ack_wait: float = Field(default=30.0, gt=0)
+    #: Seconds before a failed message is redelivered (grows with each attempt).
+    nak_delay: float = Field(default=1.0, ge=0)
+    #: Messages a consumer takes per fetch, and seconds it waits to fill a batch.
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    batch_timeout: float = Field(default=0.02, gt=0)
+    #: Replicas of each stream: 1 for the embedded server, 3 for a cluster.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    #: Seconds within which a re-published event id is dropped by the server.
+    duplicate_window: float = Field(default=120.0, gt=0)
+    #: Seconds between outbox polls when nothing woke the relay.
+    outbox_poll_interval: float = Field(default=0.25, gt=0)
+
+
+class ObservabilitySettings(BaseSettings):
+    """Logging, tracing and metrics (``OSSO_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="OSSO_", extra="ignore")
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    #: ``none`` (default), ``console`` or ``otlp`` (OTLP over HTTP to ``otel_endpoint``).
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str = "http://127.0.0.1:4318"
+
+
+class PlatformSettings(BaseSettings):
+    """Where local state lives and the service-to-service secret (``OSSO_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="OSSO_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    #: Bearer token services present to each other for internal, audited reads.
+    #: Empty means: read or create ``<data_dir>/keys/internal-token``.
+    internal_token: str = ""
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's settings; subclasses set ``env_prefix`` to ``OSSO_<NAME>_``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: SQLAlchemy async URL; empty means a SQLite file under the data dir.
+    database_url: str = ""
+
+    bus: BusSettings = Field(default_factory=BusSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+
+    def resolved_database_url(self, service: str) -> str:
+        """The configured URL, or ``sqlite+aiosqlite:///<data_dir>/<service>.db``."""
+        if self.database_url:
+            return self.database_url
+        path = (self.platform.data_dir / f"{service}.db").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{path}"

@@ -1,0 +1,75 @@
+"""JetStream streams, declared once by the provisioning step (``osso provision`` or ``osso up``).
+
+Services subscribe with ``declare=False`` so no service can rewrite a stream's configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    #: Seconds to keep messages; 0 keeps them until limits are hit (events are the reporting history).
+    max_age: float = 0.0
+
+
+CASE = StreamSpec("OSSO_CASE", ("osso.case.>",), "Case events from intake: osso.case.<province>.<event>")
+REFERRAL = StreamSpec(
+    "OSSO_REFERRAL", ("osso.referral.>",), "Referral events: osso.referral.<partner_id>.<event>"
+)
+NOTIFICATION = StreamSpec(
+    "OSSO_NOTIFICATION", ("osso.notification.>",), "Follow-up messages: osso.notification.<province>.<event>"
+)
+DLQ = StreamSpec("OSSO_DLQ", ("osso.dlq.>",), "Dead letters: osso.dlq.<service>.<consumer>, with the reason")
+# Advisories are core NATS messages: captured in a stream so a dead-letterer that is down
+# when a message exhausts its deliveries still sees it when it comes back.
+ADVISORIES = StreamSpec(
+    "OSSO_ADVISORIES",
+    (f"{MAX_DELIVERIES_ADVISORY}.>",),
+    "MaxDeliveries advisories, read by each service's dead-letterer",
+    max_age=7 * 24 * 3600,
+)
+
+ALL_STREAMS = (CASE, REFERRAL, NOTIFICATION, DLQ, ADVISORIES)
+EVENT_STREAMS = (CASE, REFERRAL, NOTIFICATION)
+
+
+def stream_config(spec: StreamSpec, *, replicas: int, duplicate_window: float) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        duplicate_window=duplicate_window,
+        max_age=spec.max_age,
+        allow_direct=True,
+    )
+
+
+async def provision(js: JetStreamContext, *, replicas: int = 1, duplicate_window: float = 120.0) -> list[str]:
+    """Create or update every stream; returns ``"<name>: created|updated"`` lines."""
+    report = []
+    for spec in ALL_STREAMS:
+        config = stream_config(spec, replicas=replicas, duplicate_window=duplicate_window)
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            report.append(f"{spec.name}: created")
+        else:
+            await js.update_stream(config)
+            report.append(f"{spec.name}: updated")
+    return report
