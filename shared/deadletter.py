@@ -197,7 +197,9 @@ async def list_dead_letters(js: JetStreamContext, limit: int = 1000) -> list[Dea
     """Every dead letter still in the DLQ stream, oldest first."""
     info = await js.stream_info(DLQ.name)
     out: list[DeadLetter] = []
-    first, last = info.state.first_seq, info.state.last_seq
+    if not info.state.messages:
+        return []
+    first, last = max(info.state.first_seq, 1), info.state.last_seq
     for seq in range(first, last + 1):
         if len(out) >= limit:
             break

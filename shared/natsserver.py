@@ -66,6 +66,8 @@ class NatsServer:
         if self.config_file:
             args += ["-c", str(self.config_file)]
         args += self.extra_args
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(args, stdout=log, stderr=log)
         try:

@@ -7,6 +7,7 @@ A service's ``app.py`` only wires: ``Runtime(name, settings, metadata)`` + its r
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -27,6 +28,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared import compat
 from shared.consumer import Apply, EventConsumer
 from shared.db import create_schema, make_engine, make_sessionmaker, ping, plumbing_tables
 from shared.deadletter import DeadLetterer
@@ -38,6 +40,7 @@ from shared.telemetry import configure_tracing
 from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
+compat.apply()
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -66,7 +69,8 @@ class Runtime:
         self.broker = NatsBroker(
             settings.bus.nats_url,
             middlewares=[NatsTelemetryMiddleware()],
-            logger=None,  # per-message logs cost a third of throughput (ARCHITECTURE.md)
+            # Warnings and errors only: per-message logs cost a third of throughput (ARCHITECTURE.md).
+            logger=logging.getLogger("faststream"),
             max_reconnect_attempts=-1,
         )
         self.consumers: dict[str, str] = {}  # durable name -> stream, for dead-lettering
@@ -166,8 +170,9 @@ class Runtime:
             with contextlib.suppress(BaseException):
                 await task
         if self.nc is not None:
+            # close, not drain: every publish was already acked, and drain waits out idle pull requests.
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await self.nc.close()
         await self.engine.dispose()
 
     async def ready(self) -> dict[str, str]:

@@ -1,0 +1,58 @@
+"""Fixtures that start real parts: a nats-server with JetStream from the wheel on a free port,
+and the four services as separate processes with their own SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.runner import SERVICES, Platform, provision_streams
+from shared.natsserver import NatsServer, free_port
+
+#: Fast failure handling in tests: three deliveries, short redelivery delay.
+TEST_ENV = {
+    "OSSO_MAX_DELIVER": "3",
+    "OSSO_NAK_DELAY": "0.2",
+    "OSSO_LOG_LEVEL": "INFO",
+}
+
+
+def start_nats(tmp: Path) -> NatsServer:
+    server = NatsServer(tmp / "nats", log_file=tmp / "nats-server.log").start()
+    asyncio.run(provision_streams(server.url))
+    return server
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = start_nats(tmp_path)
+    yield server
+    server.stop()
+
+
+def make_platform(tmp: Path, nats_url: str, **extra_env: str) -> Platform:
+    return Platform(
+        data_dir=tmp / "platform",
+        nats_url=nats_url,
+        ports={s: free_port() for s in SERVICES},
+        extra_env={**TEST_ENV, **extra_env},
+        log_dir=tmp / "logs",
+    )
+
+
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = start_nats(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    p = make_platform(tmp_path_factory.mktemp("platform"), module_nats.url)
+    p.start()
+    yield p
+    p.stop()
