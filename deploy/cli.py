@@ -37,8 +37,10 @@ def up(
 ) -> None:
     """Start NATS (embedded unless OSSO_NATS_URL is set), provision streams, run the four services."""
     ports = {
-        "intake": intake_port, "referral": referral_port,
-        "notification": notification_port, "reporting": reporting_port,
+        "intake": intake_port,
+        "referral": referral_port,
+        "notification": notification_port,
+        "reporting": reporting_port,
     }
     run_forever(Platform(data_dir=data_dir.resolve(), nats_url=nats_url, ports=ports, seed_demo=seed_demo))
 
@@ -67,11 +69,24 @@ def dlq_list(nats_url: NatsUrl = None, as_json: Annotated[bool, typer.Option("--
     """Every dead letter: sequence, consumer, original subject and reason."""
     letters = asyncio.run(_with_js(_nats_url(nats_url), list_dead_letters))
     if as_json:
-        typer.echo(json.dumps([
-            {"seq": d.seq, "consumer": d.consumer, "subject": d.original_subject, "stream": d.stream,
-             "stream_seq": d.stream_seq, "deliveries": d.deliveries, "reason": d.reason, "at": d.at}
-            for d in letters
-        ], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "seq": d.seq,
+                        "consumer": d.consumer,
+                        "subject": d.original_subject,
+                        "stream": d.stream,
+                        "stream_seq": d.stream_seq,
+                        "deliveries": d.deliveries,
+                        "reason": d.reason,
+                        "at": d.at,
+                    }
+                    for d in letters
+                ],
+                indent=2,
+            )
+        )
         return
     if not letters:
         typer.echo("no dead letters")
@@ -86,12 +101,25 @@ def dlq_show(seq: int, nats_url: NatsUrl = None) -> None:
     if letter is None:
         typer.echo(f"no dead letter with sequence {seq}", err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps({
-        "seq": letter.seq, "consumer": letter.consumer, "service": letter.service,
-        "subject": letter.original_subject, "stream": letter.stream, "stream_seq": letter.stream_seq,
-        "deliveries": letter.deliveries, "reason": letter.reason, "at": letter.at,
-        "headers": letter.original_headers(), "body": letter.body.decode("utf-8", "replace"),
-    }, indent=2, ensure_ascii=False))
+    typer.echo(
+        json.dumps(
+            {
+                "seq": letter.seq,
+                "consumer": letter.consumer,
+                "service": letter.service,
+                "subject": letter.original_subject,
+                "stream": letter.stream,
+                "stream_seq": letter.stream_seq,
+                "deliveries": letter.deliveries,
+                "reason": letter.reason,
+                "at": letter.at,
+                "headers": letter.original_headers(),
+                "body": letter.body.decode("utf-8", "replace"),
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
 
 
 @dlq.command("replay")

@@ -95,9 +95,12 @@ class Platform:
     def start_service(self, service: str, wait: bool = True) -> subprocess.Popen[bytes]:
         log_dir = self.log_dir or self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(log_dir / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(log_dir / f"{service}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env=self.env(service), stdout=log, stderr=log,
+            [sys.executable, "-m", f"services.{service}"],
+            env=self.env(service),
+            stdout=log,
+            stderr=log,
             cwd=REPO,
         )
         self.processes[service] = proc

@@ -18,4 +18,4 @@ from faststream.nats.subscriber.usecases import stream_pull_subscriber
 
 
 def apply() -> None:
-    stream_pull_subscriber.TimeoutError = builtins.TimeoutError  # type: ignore[attr-defined,misc]
+    stream_pull_subscriber.TimeoutError = builtins.TimeoutError  # type: ignore[assignment,misc]

@@ -63,15 +63,19 @@ class EventConsumer:
             async with self.rt.uow() as uow:
                 inbox = self.rt.tables.inbox
                 ids = [env.id for _, env in decoded]
-                seen = set(
-                    (
-                        await uow.session.execute(
-                            select(inbox.c.event_id).where(
-                                inbox.c.consumer == self.durable, inbox.c.event_id.in_(ids)
+                seen = (
+                    set(
+                        (
+                            await uow.session.execute(
+                                select(inbox.c.event_id).where(
+                                    inbox.c.consumer == self.durable, inbox.c.event_id.in_(ids)
+                                )
                             )
-                        )
-                    ).scalars()
-                ) if ids else set()
+                        ).scalars()
+                    )
+                    if ids
+                    else set()
+                )
                 now = datetime.now(UTC)
                 for m, env in decoded:
                     if env.id in seen:
@@ -93,7 +97,9 @@ class EventConsumer:
                             async with uow.savepoint():
                                 await self.apply(uow, env)
                                 await uow.session.execute(
-                                    insert(inbox).values(consumer=self.durable, event_id=env.id, applied_at=now)
+                                    insert(inbox).values(
+                                        consumer=self.durable, event_id=env.id, applied_at=now
+                                    )
                                 )
                         except Exception as exc:
                             span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
@@ -104,7 +110,9 @@ class EventConsumer:
                 await uow.commit()
         except Exception as exc:
             # The batch transaction itself failed (database down, lock timeout): retry all later.
-            log.warning("batch_failed", consumer=self.durable, error=type(exc).__name__, detail=str(exc)[:300])
+            log.warning(
+                "batch_failed", consumer=self.durable, error=type(exc).__name__, detail=str(exc)[:300]
+            )
             for m, _ in decoded:
                 await self._nak(m)
             EVENTS_CONSUMED.labels(self.rt.name, self.durable, "failed").inc(len(decoded))
@@ -135,19 +143,31 @@ class EventConsumer:
             seq = m.metadata.sequence.stream
             error = scrub(error)[:2000]
             log.warning(
-                "event_failed", consumer=self.durable, event_id=env.id, stream_seq=seq,
-                attempt=m.metadata.num_delivered, error=error,
+                "event_failed",
+                consumer=self.durable,
+                event_id=env.id,
+                stream_seq=seq,
+                attempt=m.metadata.num_delivered,
+                error=error,
             )
             for _ in range(3):
                 try:
                     async with self.rt.sessions() as session, session.begin():
-                        values = {"error": error, "attempts": m.metadata.num_delivered or 1, "last_failed_at": now}
+                        values = {
+                            "error": error,
+                            "attempts": m.metadata.num_delivered or 1,
+                            "last_failed_at": now,
+                        }
                         result = await session.execute(
-                            update(t).where(t.c.consumer == self.durable, t.c.stream_seq == seq).values(**values)
+                            update(t)
+                            .where(t.c.consumer == self.durable, t.c.stream_seq == seq)
+                            .values(**values)
                         )
                         if not result.rowcount:  # type: ignore[attr-defined]
                             await session.execute(
-                                insert(t).values(consumer=self.durable, stream_seq=seq, event_id=env.id, **values)
+                                insert(t).values(
+                                    consumer=self.durable, stream_seq=seq, event_id=env.id, **values
+                                )
                             )
                     break
                 except IntegrityError:

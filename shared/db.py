@@ -24,9 +24,10 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -80,7 +81,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,12 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-async def increment(session: AsyncSession, table: Table, keys: dict[str, Any], column: str, delta: int) -> None:
+async def increment(
+    session: AsyncSession, table: Table, keys: dict[str, Any], column: str, delta: int
+) -> None:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET column = column + delta`` on SQLite and PostgreSQL."""
-    dialect = session.bind.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).values(**keys, **{column: delta})
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={column: getattr(table.c, column) + delta}
+    insert_fn = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_fn(table).values(**keys, **{column: delta})
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=list(keys), set_={column: getattr(table.c, column) + delta})
     )
-    await session.execute(stmt)

@@ -146,8 +146,7 @@ class MessageSent(NotificationEvent):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls
-    for cls in (CaseOpened, ReferralRequested, NeedUnmatched, FollowUpScheduled, MessageSent)
+    cls.TYPE: cls for cls in (CaseOpened, ReferralRequested, NeedUnmatched, FollowUpScheduled, MessageSent)
 }
 
 

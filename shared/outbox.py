@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from nats.js import JetStreamContext
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import PlumbingTables
 from shared.logs import get_logger
@@ -105,9 +104,7 @@ class OutboxRelay:
             if acked:
                 await session.execute(update(t).where(t.c.id.in_(acked)).values(sent_at=now))
             if failed:
-                await session.execute(
-                    update(t).where(t.c.id.in_(failed)).values(attempts=t.c.attempts + 1)
-                )
+                await session.execute(update(t).where(t.c.id.in_(failed)).values(attempts=t.c.attempts + 1))
         EVENTS_PUBLISHED.labels(self._service).inc(len(acked))
         if failed:
             first = next(res for res in results if isinstance(res, BaseException))

@@ -7,8 +7,8 @@ A service's ``app.py`` only wires: ``Runtime(name, settings, metadata)`` + its r
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -25,8 +25,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import compat
 from shared.consumer import Apply, EventConsumer
@@ -141,10 +140,16 @@ class Runtime:
         await create_schema(self.engine, self.metadata)
         for startup in self._startup:
             await startup()
-        self.nc = await nats.connect(self.settings.bus.nats_url, max_reconnect_attempts=-1, name=f"osso-{self.name}")
+        self.nc = await nats.connect(
+            self.settings.bus.nats_url, max_reconnect_attempts=-1, name=f"osso-{self.name}"
+        )
         self._js = self.nc.jetstream()
         self._relay = OutboxRelay(
-            self.name, self.sessions, self.tables, self._js, poll_interval=self.settings.bus.outbox_poll_interval
+            self.name,
+            self.sessions,
+            self.tables,
+            self._js,
+            poll_interval=self.settings.bus.outbox_poll_interval,
         )
         self._deadletters = DeadLetterer(self.name, self._js, self.sessions, self.tables)
         self._tasks.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox"))

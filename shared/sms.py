@@ -35,5 +35,5 @@ def encode_info(text: str) -> SmsEncoding:
         single, multi = 70, 67
         encoding = "UCS-2"
     if units <= single:
-        return SmsEncoding(encoding, units, 1 if units else 1)
+        return SmsEncoding(encoding, units, 1)
     return SmsEncoding(encoding, units, -(-units // multi))

@@ -14,8 +14,7 @@ from typing import Self
 
 import orjson
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import PlumbingTables
 from shared.envelope import encode

@@ -49,10 +49,18 @@ async def aeventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, 
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def new_case(province: str = "01", needs: tuple[str, ...] = ("legal",), phone: str | None = "0912345678",
-             sms: bool = True, referral: bool = True, channel: str = "walk_in") -> dict[str, Any]:
+def new_case(
+    province: str = "01",
+    needs: tuple[str, ...] = ("legal",),
+    phone: str | None = "0912345678",
+    sms: bool = True,
+    referral: bool = True,
+    channel: str = "walk_in",
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "province": province, "channel": channel, "needs": list(needs),
+        "province": province,
+        "channel": channel,
+        "needs": list(needs),
         "consent": {"referral": referral, "sms": sms},
     }
     if phone is not None:

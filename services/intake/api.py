@@ -15,7 +15,7 @@ from services.intake.protect import Protector
 from services.intake.store import AuditRow, CaseRow
 from shared.http import ProblemError
 from shared.phones import InvalidPhone, mask, to_e164
-from shared.provinces import SCHEME_2025, SCHEME_LEGACY, UnknownProvince, resolve_province
+from shared.provinces import SCHEME_2025, UnknownProvince, resolve_province
 from shared.runtime import Runtime
 from shared.vocab import Channel, ServiceCategory
 
@@ -48,7 +48,7 @@ class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     province: str = Field(min_length=1, max_length=64, examples=["01"])
-    province_scheme: Literal["vn-2025", "vn-legacy"] = SCHEME_2025
+    province_scheme: Literal["vn-2025", "vn-legacy"] = "vn-2025"
     channel: Channel
     needs: list[ServiceCategory] = Field(min_length=1, max_length=len(ServiceCategory))
     consent: ConsentIn
@@ -70,7 +70,8 @@ class CaseIn(BaseModel):
             ref = resolve_province(self.province, self.province_scheme)
         except UnknownProvince as exc:
             raise ValueError(f"province: {exc}") from None
-        self.province = ref.code
+        # Stored and published in the post-2025 list, whatever list it was typed in.
+        self.province, self.province_scheme = ref.code, "vn-2025"
         return self
 
 
@@ -118,8 +119,12 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
 
     def audit(actor: str, action: str, case_id: str, fields: list[str], purpose: str) -> AuditRow:
         return AuditRow(
-            at=datetime.now(UTC), actor=actor, action=action, case_id=case_id,
-            fields=",".join(fields), purpose=purpose,
+            at=datetime.now(UTC),
+            actor=actor,
+            action=action,
+            case_id=case_id,
+            fields=",".join(fields),
+            purpose=purpose,
         )
 
     @router.post("/v1/cases", status_code=201, response_model=CaseOut, tags=["cases"])

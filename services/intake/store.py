@@ -11,7 +11,6 @@ from sqlmodel import Field, SQLModel
 from shared.db import UtcDateTime
 
 
-
 class IntakeModel(SQLModel, registry=registry()):
     """Base of intake's tables: its own metadata, so no other service's tables mix in."""
 

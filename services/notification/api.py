@@ -31,10 +31,13 @@ def build_router(rt: Runtime) -> APIRouter:
         case_id: str = Query(max_length=64), limit: int = Query(default=100, ge=1, le=1000)
     ) -> list[MessageOut]:
         query = (
-            select(FollowUpRow).where(FollowUpRow.case_id == case_id).order_by(col(FollowUpRow.due_at)).limit(limit)
+            select(FollowUpRow)
+            .where(FollowUpRow.case_id == case_id)
+            .order_by(col(FollowUpRow.due_at))
+            .limit(limit)
         )
         async with rt.sessions() as session:
-            rows = (await session.exec(query)).all()
+            rows = (await session.execute(query)).scalars().all()
         return [MessageOut.model_validate(r, from_attributes=True) for r in rows]
 
     return router

@@ -37,7 +37,8 @@ class IntakeContacts:
 
     def __init__(self, base_url: str, token: str) -> None:
         self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=5.0,
+            base_url=base_url,
+            timeout=5.0,
             headers={"Authorization": f"Bearer {token}", "X-Osso-Service": "notification"},
         )
 
@@ -85,7 +86,7 @@ class Dispatcher:
                 .order_by(col(FollowUpRow.due_at))
                 .limit(limit)
             )
-            ids = list((await session.exec(due)).all())
+            ids = list((await session.execute(due)).scalars().all())
             if not ids:
                 return []
             await session.execute(
@@ -95,14 +96,18 @@ class Dispatcher:
                 .values(claimed_by=self.worker, lease_until=lease_until)
             )
             rows = (
-                await session.exec(
-                    select(FollowUpRow).where(
-                        col(FollowUpRow.id).in_(ids),
-                        FollowUpRow.claimed_by == self.worker,
-                        FollowUpRow.lease_until == lease_until,
+                (
+                    await session.execute(
+                        select(FollowUpRow).where(
+                            col(FollowUpRow.id).in_(ids),
+                            FollowUpRow.claimed_by == self.worker,
+                            FollowUpRow.lease_until == lease_until,
+                        )
                     )
                 )
-            ).all()
+                .scalars()
+                .all()
+            )
         return list(rows)
 
     async def dispatch_due(self) -> int:
@@ -152,8 +157,11 @@ class Dispatcher:
             current.segments = info.segments
             current.attempts += 1
             event: NotificationEvent = MessageSent(
-                message_id=row.id, case_id=row.case_id, province=row.province,
-                segments=info.segments, sent_at=now,
+                message_id=row.id,
+                case_id=row.case_id,
+                province=row.province,
+                segments=info.segments,
+                sent_at=now,
             )
             uow.emit(event)
             await uow.commit()

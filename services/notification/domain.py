@@ -41,7 +41,12 @@ class FollowUp:
 
 
 def plan_referral_checkin(
-    requested: ReferralRequested, profile: ContactProfile | None, *, message_id: str, now: datetime, delay: timedelta
+    requested: ReferralRequested,
+    profile: ContactProfile | None,
+    *,
+    message_id: str,
+    now: datetime,
+    delay: timedelta,
 ) -> FollowUp | None:
     """A check-in after a referral is requested, only if she agreed to SMS contact."""
     if profile is None:
@@ -49,13 +54,21 @@ def plan_referral_checkin(
     if not profile.sms_consent:
         return None
     follow_up = FollowUp(
-        id=message_id, case_id=requested.case_id, province=requested.province,
-        referral_id=requested.referral_id, template="referral_checkin", due_at=now + delay,
+        id=message_id,
+        case_id=requested.case_id,
+        province=requested.province,
+        referral_id=requested.referral_id,
+        template="referral_checkin",
+        due_at=now + delay,
     )
     follow_up.events.append(
         FollowUpScheduled(
-            message_id=message_id, case_id=follow_up.case_id, province=follow_up.province,
-            referral_id=follow_up.referral_id, template=follow_up.template, due_at=follow_up.due_at,
+            message_id=message_id,
+            case_id=follow_up.case_id,
+            province=follow_up.province,
+            referral_id=follow_up.referral_id,
+            template=follow_up.template,
+            due_at=follow_up.due_at,
         )
     )
     return follow_up

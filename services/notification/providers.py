@@ -34,8 +34,13 @@ class FileProvider:
 
     async def send(self, *, message_id: str, to: str, sender: str, text: str) -> SendResult:
         line = orjson.dumps(
-            {"message_id": message_id, "to": mask(to), "sender": sender, "text": text,
-             "at": datetime.now(UTC).isoformat()}
+            {
+                "message_id": message_id,
+                "to": mask(to),
+                "sender": sender,
+                "text": text,
+                "at": datetime.now(UTC).isoformat(),
+            }
         )
         async with self._lock:
             with self.path.open("ab") as f:

@@ -50,8 +50,13 @@ class FollowUpRow(NotificationModel, table=True):
     @classmethod
     def from_domain(cls, f: FollowUp) -> FollowUpRow:
         return cls(
-            id=f.id, case_id=f.case_id, province=f.province, referral_id=f.referral_id,
-            template=f.template, status=f.status, due_at=f.due_at,
+            id=f.id,
+            case_id=f.case_id,
+            province=f.province,
+            referral_id=f.referral_id,
+            template=f.template,
+            status=f.status,
+            due_at=f.due_at,
         )
 
 

@@ -46,20 +46,25 @@ def build_router(rt: Runtime) -> APIRouter:
         if case_id:
             query = query.where(ReferralRow.case_id == case_id)
         async with rt.sessions() as session:
-            rows = (await session.exec(query)).all()
+            rows = (await session.execute(query)).scalars().all()
         return [ReferralOut.model_validate(r, from_attributes=True) for r in rows]
 
     @router.get("/v1/partners", response_model=list[PartnerOut], tags=["partners"])
-    async def list_partners(province: str | None = Query(default=None, pattern=r"^\d{2}$")) -> list[PartnerOut]:
+    async def list_partners(
+        province: str | None = Query(default=None, pattern=r"^\d{2}$"),
+    ) -> list[PartnerOut]:
         query = select(PartnerRow).order_by(PartnerRow.id)  # type: ignore[arg-type]
         if province:
             query = query.where(PartnerRow.province == province)
         async with rt.sessions() as session:
-            rows = (await session.exec(query)).all()
+            rows = (await session.execute(query)).scalars().all()
         return [
             PartnerOut(
-                id=r.id, name=r.name, province=r.province,
-                categories=[ServiceCategory(c) for c in r.categories.split(",") if c], active=r.active,
+                id=r.id,
+                name=r.name,
+                province=r.province,
+                categories=[ServiceCategory(c) for c in r.categories.split(",") if c],
+                active=r.active,
             )
             for r in rows
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -37,13 +38,17 @@ class DirectoryFile(BaseModel):
 
 async def load_directory(rt: Runtime, path: Path) -> int:
     """Upsert every partner of the file in one transaction; returns how many."""
-    directory = DirectoryFile.model_validate(orjson.loads(path.read_bytes()))
+    raw = await asyncio.to_thread(path.read_bytes)
+    directory = DirectoryFile.model_validate(orjson.loads(raw))
     async with rt.uow() as uow:
         for p in directory.partners:
             await uow.session.merge(
                 PartnerRow(
-                    id=p.id, name=p.name, province=p.province,
-                    categories=",".join(c.value for c in p.categories), active=p.active,
+                    id=p.id,
+                    name=p.name,
+                    province=p.province,
+                    categories=",".join(c.value for c in p.categories),
+                    active=p.active,
                 )
             )
         await uow.commit()

@@ -44,8 +44,12 @@ class Referral:
         r = cls(referral_id, case_id, partner.id, partner.province, category, at)
         r.events.append(
             ReferralRequested(
-                referral_id=r.id, case_id=case_id, partner_id=partner.id,
-                province=r.province, category=category, requested_at=at,
+                referral_id=r.id,
+                case_id=case_id,
+                partner_id=partner.id,
+                province=r.province,
+                category=category,
+                requested_at=at,
             )
         )
         return r
@@ -67,12 +71,17 @@ def refer_new_case(
         if partner is None:
             unmatched.append(
                 NeedUnmatched(
-                    case_id=opened.case_id, province=opened.province, category=need,
-                    reason="no active partner offers this category in her province", at=at,
+                    case_id=opened.case_id,
+                    province=opened.province,
+                    category=need,
+                    reason="no active partner offers this category in her province",
+                    at=at,
                 )
             )
             continue
         referrals.append(
-            Referral.request(referral_id=new_id(), case_id=opened.case_id, partner=partner, category=need, at=at)
+            Referral.request(
+                referral_id=new_id(), case_id=opened.case_id, partner=partner, category=need, at=at
+            )
         )
     return referrals, unmatched

@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime
 
 from faststream import Context
+from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsRouter
 from faststream.nats.message import NatsBatchMessage
-from faststream.middlewares import AckPolicy
 
 from services.referral.domain import refer_new_case
 from services.referral.store import ReferralRow, partners_in

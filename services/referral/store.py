@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Column
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.referral.domain import Partner, Referral
 from shared.db import UtcDateTime
@@ -46,8 +46,13 @@ class ReferralRow(ReferralModel, table=True):
     @classmethod
     def from_domain(cls, r: Referral) -> ReferralRow:
         return cls(
-            id=r.id, case_id=r.case_id, partner_id=r.partner_id, province=r.province,
-            category=r.category.value, status=r.status, requested_at=r.requested_at,
+            id=r.id,
+            case_id=r.case_id,
+            partner_id=r.partner_id,
+            province=r.province,
+            category=r.category.value,
+            status=r.status,
+            requested_at=r.requested_at,
         )
 
 
@@ -55,5 +60,5 @@ metadata = ReferralModel.metadata
 
 
 async def partners_in(session: AsyncSession, province: str) -> list[Partner]:
-    rows = (await session.exec(select(PartnerRow).where(PartnerRow.province == province))).all()
+    rows = (await session.execute(select(PartnerRow).where(PartnerRow.province == province))).scalars().all()
     return [r.to_domain() for r in rows]

@@ -60,9 +60,14 @@ def build_router(rt: Runtime) -> APIRouter:
             if category != NO_CATEGORY:
                 by_category.setdefault(category, {})[metric] = int(value)
         return Summary(
-            province=province, from_=from_, to=to,
-            cases_opened=totals["cases_opened"], referrals_requested=totals["referrals_requested"],
-            messages_sent=totals["messages_sent"], totals=totals, by_category=by_category,
+            province=province,
+            from_=from_,
+            to=to,
+            cases_opened=totals["cases_opened"],
+            referrals_requested=totals["referrals_requested"],
+            messages_sent=totals["messages_sent"],
+            totals=totals,
+            by_category=by_category,
         )
 
     return router

@@ -66,16 +66,25 @@ def contributions(event: Event) -> list[Contribution]:
         case ReferralRequested():
             return [
                 Contribution(
-                    _province(event.province), local_day(event.requested_at), event.category.value,
-                    "referrals_requested", 1,
+                    _province(event.province),
+                    local_day(event.requested_at),
+                    event.category.value,
+                    "referrals_requested",
+                    1,
                 )
             ]
         case NeedUnmatched():
             return [
-                Contribution(_province(event.province), local_day(event.at), event.category.value, "needs_unmatched", 1)
+                Contribution(
+                    _province(event.province), local_day(event.at), event.category.value, "needs_unmatched", 1
+                )
             ]
         case FollowUpScheduled():
-            return [Contribution(_province(event.province), local_day(event.due_at), NO_CATEGORY, "messages_scheduled", 1)]
+            return [
+                Contribution(
+                    _province(event.province), local_day(event.due_at), NO_CATEGORY, "messages_scheduled", 1
+                )
+            ]
         case MessageSent():
             p, d = _province(event.province), local_day(event.sent_at)
             return [

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
         ({**new_case(phone=None), "consent": {"referral": True, "sms": True}}, "phone", "SMS"),
     ],
 )
-def test_bad_case_is_rejected_with_the_field_named(platform: Platform, body: dict, field: str, words: str) -> None:
+def test_bad_case_is_rejected_with_the_field_named(
+    platform: Platform, body: dict, field: str, words: str
+) -> None:
     r = httpx.post(platform.url("intake") + "/v1/cases", json=body)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")

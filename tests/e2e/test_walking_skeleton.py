@@ -68,13 +68,18 @@ def test_case_with_two_needs_flows_to_referrals_follow_ups_and_summary(platform:
 
 def test_nothing_identifying_on_any_stream_or_log_line(platform: Platform) -> None:
     phone_forms = ["0987654321", "987654321", "+84987654321", "84987654321", "0987 654 321"]
-    r = httpx.post(platform.url("intake") + "/v1/cases", json=new_case("31", ("legal",), phone="0987 654 321"))
+    r = httpx.post(
+        platform.url("intake") + "/v1/cases", json=new_case("31", ("legal",), phone="0987 654 321")
+    )
     assert r.status_code == 201
     case_id = r.json()["id"]
     eventually(
-        lambda: httpx.get(platform.url("notification") + "/v1/messages", params={"case_id": case_id}).json()[0][
-            "status"
-        ] == "sent",
+        lambda: (
+            httpx.get(platform.url("notification") + "/v1/messages", params={"case_id": case_id}).json()[0][
+                "status"
+            ]
+            == "sent"
+        ),
         timeout=10,
     )
     assert platform.nats_url
@@ -125,7 +130,9 @@ def test_time_from_post_to_updated_summary(platform: Platform) -> None:
             before = client.get(platform.url("reporting") + "/v1/reports/summary").json()["cases_opened"]
             start = time.perf_counter()
             assert client.post(platform.url("intake") + "/v1/cases", json=new_case()).status_code == 201
-            while client.get(platform.url("reporting") + "/v1/reports/summary").json()["cases_opened"] <= before:
+            while (
+                client.get(platform.url("reporting") + "/v1/reports/summary").json()["cases_opened"] <= before
+            ):
                 time.sleep(0.002)
             timings.append(time.perf_counter() - start)
     median_ms = statistics.median(timings) * 1000

@@ -1,0 +1,79 @@
+"""The idempotent consumer against a real nats-server and SQLite: a message whose ack was lost
+(the process died after its commit) is redelivered, and its effect still happens once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+
+from shared.natsserver import NatsServer
+from tests.helpers import aeventually
+from tests.integration.runtime_helpers import metric_total, reporting_runtime
+from tests.integration.test_delivery_guarantees import opened, publish
+
+
+async def test_redelivery_after_a_lost_ack_is_applied_once(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = reporting_runtime(tmp_path, nats_server.url, ack_wait=1.0)
+    real_ack = Msg.ack
+    lost: list[str] = []
+
+    async def ack_lost_once(self: Msg) -> None:
+        if not lost:
+            lost.append(self.headers["ce-id"] if self.headers else "")
+            return  # as if the process died between its commit and the ack
+        await real_ack(self)
+
+    monkeypatch.setattr(Msg, "ack", ack_lost_once)
+    await rt.start()
+    try:
+        await publish(nats_server.url, opened())
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+
+        async def redelivered_and_acked() -> bool:
+            info = await js.consumer_info("OSSO_CASE", "reporting-case-events")
+            # Delivered twice (the lost ack made the server redeliver), and now acknowledged.
+            return info.delivered.consumer_seq == 2 and info.num_ack_pending == 0 and info.num_pending == 0
+
+        await aeventually(redelivered_and_acked, timeout=10)
+        await nc.close()
+        assert lost, "the first ack must have been dropped"
+        assert await metric_total(rt, "cases_opened") == 1
+    finally:
+        await rt.stop()
+
+
+async def test_no_message_waits_for_ack_wait_in_a_partial_batch(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Regression for the FastStream/nats-py timeout mismatch (shared/compat.py): an event that
+    arrives alone, while a batch waits to fill, must be applied at once, not after ack_wait (30 s)."""
+    rt = reporting_runtime(tmp_path, nats_server.url, ack_wait=30.0, batch_timeout=0.02)
+    await rt.start()
+    try:
+        rng = random.Random(7)
+        for n in range(1, 21):
+            await asyncio.sleep(rng.uniform(0.05, 0.3))  # idle: the consumer is mid-fetch
+            await publish(nats_server.url, opened())
+            start = time.monotonic()
+
+            async def applied(expected: int = n) -> bool:
+                return await metric_total(rt, "cases_opened") == expected
+
+            await aeventually(applied, timeout=3)
+            assert time.monotonic() - start < 3
+    finally:
+        await rt.stop()
+
+
+def test_event_ids_are_uuids() -> None:
+    assert uuid.UUID(opened().case_id)
