@@ -76,12 +76,12 @@ class TestCaseOpen:
 
 
 class TestMatching:
-    partners = [
+    partners = (
         Partner("b-legal", "B", "01", frozenset({LEGAL})),
         Partner("a-legal", "A", "01", frozenset({LEGAL})),
         Partner("closed", "C", "01", frozenset({HEALTH}), active=False),
         Partner("hp-health", "H", "31", frozenset({HEALTH})),
-    ]
+    )
 
     def test_same_province_active_offering_the_category_lowest_id(self) -> None:
         assert choose_partner(self.partners, "01", LEGAL) == self.partners[1]
