@@ -12,7 +12,9 @@ import typer
 
 from deploy.runner import Platform, provision_streams, run_forever
 from shared.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
-from shared.settings import DEFAULT_PORTS, BusSettings
+from shared.auth import Role, mint_token
+from shared.crypto import ensure_secret_file
+from shared.settings import DEFAULT_PORTS, BusSettings, PlatformSettings
 
 app = typer.Typer(help="OSSO Platform operations.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
@@ -131,6 +133,30 @@ def dlq_replay(seq: int, nats_url: NatsUrl = None) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"replayed dead letter {seq} to {subject}")
+
+
+@app.command()
+def token(
+    role: Annotated[Role, typer.Option(help="caseworker, supervisor, central_admin, partner, donor")],
+    province: Annotated[
+        str | None, typer.Option(help="two-digit post-2025 code (caseworker, supervisor)")
+    ] = None,
+    partner: Annotated[str | None, typer.Option(help="partner id (partner role)")] = None,
+    subject: Annotated[str, typer.Option(help="who the token is for (audit logs show it)")] = "dev-user",
+    hours: float = 12.0,
+    data_dir: Annotated[Path, typer.Option(envvar="OSSO_DATA_DIR")] = Path("var"),
+) -> None:
+    """Mint a development bearer token signed with this deployment's key (OSSO_JWT_SECRET or var/keys)."""
+    secret = PlatformSettings().jwt_secret or ensure_secret_file(data_dir / "keys" / "jwt-secret")
+    try:
+        typer.echo(
+            mint_token(
+                secret, subject=subject, role=role, province=province, partner_id=partner, ttl=hours * 3600
+            )
+        )
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import nats
 
+from shared.auth import Role, mint_token
+from shared.crypto import ensure_secret_file
 from shared.natsserver import NatsServer, port_open
 from shared.settings import DEFAULT_PORTS, EMBEDDED_NATS_PORT
 from shared.streams import provision
@@ -122,8 +124,19 @@ class Platform:
             proc.kill()
             proc.wait()
 
+    @property
+    def jwt_secret(self) -> str:
+        """The development signing key every service of this platform reads (created once)."""
+        return ensure_secret_file(self.data_dir / "keys" / "jwt-secret")
+
+    def token(self, role: Role, province: str | None = None, partner_id: str | None = None) -> str:
+        return mint_token(
+            self.jwt_secret, subject=f"dev-{role.value}", role=role, province=province, partner_id=partner_id
+        )
+
     def start(self, services: tuple[str, ...] = SERVICES) -> Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _ = self.jwt_secret  # before any service starts, so all read the same key
         url = self.start_nats()
         asyncio.run(provision_streams(url))
         for service in services:

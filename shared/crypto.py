@@ -14,6 +14,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -156,8 +157,8 @@ class BlindIndex:
         return "BlindIndex(<key hidden>)"
 
 
-def ensure_key_file(path: Path, kid: str = "dev1") -> str:
-    """Read a key spec from `path`, creating it (mode 0600) with a fresh key on first run. For development."""
+def ensure_secret_file(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
+    """Read a secret from ``path``, creating it (mode 0600) with ``make()`` on first run. For development."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # Services may start together on first run: write a private temp file, then hard-link it into
@@ -166,12 +167,17 @@ def ensure_key_file(path: Path, kid: str = "dev1") -> str:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(generate_key_spec(kid) + "\n")
+                handle.write(make() + "\n")
             os.link(tmp, path)
         except FileExistsError:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    spec = path.read_text(encoding="ascii").strip()
+    return path.read_text(encoding="ascii").strip()
+
+
+def ensure_key_file(path: Path, kid: str = "dev1") -> str:
+    """Read a key spec from `path`, creating it (mode 0600) with a fresh key on first run. For development."""
+    spec = ensure_secret_file(path, lambda: generate_key_spec(kid))
     KeyRing.parse(spec)  # fail early on a corrupt file
     return spec

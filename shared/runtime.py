@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -28,7 +26,9 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import compat
+from shared.auth import Role, mint_token
 from shared.consumer import Apply, EventConsumer
+from shared.crypto import ensure_secret_file
 from shared.db import create_schema, make_engine, make_sessionmaker, ping, plumbing_tables
 from shared.deadletter import DeadLetterer
 from shared.http import install_problem_handlers, metrics_response, problem
@@ -42,17 +42,6 @@ log = get_logger(__name__)
 compat.apply()
 
 
-def read_or_create_secret(path: Path) -> str:
-    """A development secret generated on first run (mode 0600), never committed."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.write_text(value)
-    path.chmod(0o600)
-    return value
-
-
 class Runtime:
     def __init__(self, name: str, settings: ServiceSettings, metadata: MetaData) -> None:
         self.name = name
@@ -62,8 +51,8 @@ class Runtime:
         self.database_url = settings.resolved_database_url(name)
         self.engine = make_engine(self.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
-        self.internal_token = settings.platform.internal_token or read_or_create_secret(
-            settings.platform.data_dir / "keys" / "internal-token"
+        self.jwt_secret = settings.platform.jwt_secret or ensure_secret_file(
+            settings.platform.data_dir / "keys" / "jwt-secret"
         )
         self.broker = NatsBroker(
             settings.bus.nats_url,
@@ -80,6 +69,10 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: list[Callable[[], Any]] = []
         self._startup: list[Callable[[], Any]] = []
+
+    def service_token(self) -> str:
+        """A bearer token this service presents to another for an internal, audited read."""
+        return mint_token(self.jwt_secret, subject=self.name, role=Role.SERVICE, ttl=365 * 24 * 3600)
 
     # -- wiring used by handlers.py ------------------------------------------------------------
     def uow(self) -> UnitOfWork:

@@ -55,9 +55,9 @@ class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OSSO_", extra="ignore")
 
     data_dir: Path = Path("var")
-    #: Bearer token services present to each other for internal, audited reads.
-    #: Empty means: read or create ``<data_dir>/keys/internal-token``.
-    internal_token: str = ""
+    #: Key that signs and checks bearer tokens (JWT, HS256), shared by every service.
+    #: Empty means: read or create ``<data_dir>/keys/jwt-secret`` (development only).
+    jwt_secret: str = ""
 
 
 class ServiceSettings(BaseSettings):

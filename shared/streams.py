@@ -27,6 +27,14 @@ CASE = StreamSpec("OSSO_CASE", ("osso.case.>",), "Case events from intake: osso.
 REFERRAL = StreamSpec(
     "OSSO_REFERRAL", ("osso.referral.>",), "Referral events: osso.referral.<partner_id>.<event>"
 )
+ACTIVITY = StreamSpec(
+    "OSSO_ACTIVITY",
+    ("osso.activity.>",),
+    "Community activities from intake: osso.activity.<province>.<event>",
+)
+DIRECTORY = StreamSpec(
+    "OSSO_DIRECTORY", ("osso.partner.>",), "Partner directory changes: osso.partner.<partner_id>.<event>"
+)
 NOTIFICATION = StreamSpec(
     "OSSO_NOTIFICATION", ("osso.notification.>",), "Follow-up messages: osso.notification.<province>.<event>"
 )
@@ -40,8 +48,8 @@ ADVISORIES = StreamSpec(
     max_age=7 * 24 * 3600,
 )
 
-ALL_STREAMS = (CASE, REFERRAL, NOTIFICATION, DLQ, ADVISORIES)
-EVENT_STREAMS = (CASE, REFERRAL, NOTIFICATION)
+ALL_STREAMS = (CASE, ACTIVITY, REFERRAL, DIRECTORY, NOTIFICATION, DLQ, ADVISORIES)
+EVENT_STREAMS = (CASE, ACTIVITY, REFERRAL, DIRECTORY, NOTIFICATION)
 
 
 def stream_config(spec: StreamSpec, *, replicas: int, duplicate_window: float) -> StreamConfig:

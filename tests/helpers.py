@@ -49,6 +49,15 @@ async def aeventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, 
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def auth(
+    platform: Any, role: str = "central_admin", province: str | None = None, partner_id: str | None = None
+) -> dict[str, str]:
+    """Authorization header for a development token of ``role`` on ``platform``."""
+    from shared.auth import Role
+
+    return {"Authorization": f"Bearer {platform.token(Role(role), province, partner_id)}"}
+
+
 def new_case(
     province: str = "01",
     needs: tuple[str, ...] = ("legal",),

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.intake.domain import Case, Consent, DomainError
 from services.intake.protect import Protector
 from services.intake.store import AuditRow, CaseRow
+from shared.auth import Forbidden, Principal, Role, require
 from shared.http import ProblemError
 from shared.phones import InvalidPhone, mask, to_e164
 from shared.provinces import SCHEME_2025, UnknownProvince, resolve_province
@@ -28,11 +28,6 @@ class CaseNotFound(ProblemError):
 class Unprocessable(ProblemError):
     status = 422
     title = "Invalid request"
-
-
-class Unauthorized(ProblemError):
-    status = 401
-    title = "Unauthorized"
 
 
 class ConsentIn(BaseModel):
@@ -93,12 +88,7 @@ class ContactOut(BaseModel):
     status: str
 
 
-async def service_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    """The calling service, if it presented the internal service token."""
-    token: str = request.app.state.runtime.internal_token
-    if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
-        raise Unauthorized("a service token is required")
-    return request.headers.get("x-osso-service", "service")[:40]
+CASE_STAFF = require(Role.CASEWORKER, Role.SUPERVISOR, Role.CENTRAL_ADMIN)
 
 
 def _to_out(row: CaseRow, phone: str | None) -> CaseOut:
@@ -128,7 +118,9 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         )
 
     @router.post("/v1/cases", status_code=201, response_model=CaseOut, tags=["cases"])
-    async def open_case(body: CaseIn) -> CaseOut:
+    async def open_case(body: CaseIn, who: Annotated[Principal, Depends(CASE_STAFF)]) -> CaseOut:
+        if not who.sees_province(body.province):
+            raise Forbidden(f"province: you may register cases in province {who.province} only")
         case_id = str(uuid.uuid4())
         try:
             case = Case.open(
@@ -159,26 +151,28 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         async with rt.uow() as uow:
             uow.session.add(row)
             if body.phone:
-                uow.session.add(audit("caseworker", "create", case.id, ["phone"], "registration"))
+                uow.session.add(audit(who.audit_name, "create", case.id, ["phone"], "registration"))
             uow.emit(*case.events)
             await uow.commit()
         return _to_out(row, body.phone)
 
     @router.get("/v1/cases/{case_id}", response_model=CaseOut, tags=["cases"])
-    async def get_case(case_id: str) -> CaseOut:
+    async def get_case(case_id: str, who: Annotated[Principal, Depends(CASE_STAFF)]) -> CaseOut:
         async with rt.uow() as uow:
             row = await uow.session.get(CaseRow, case_id)
-            if row is None:
-                raise CaseNotFound(f"no case {case_id}")
+            if row is None or not who.sees_province(row.province):
+                raise CaseNotFound(f"no case {case_id}")  # 404, not 403: existence must not leak
             phone = protector.decrypt(row.phone_enc, row.id, "phone") if row.phone_enc else None
             if phone:
-                uow.session.add(audit("caseworker", "read", row.id, ["phone"], "case_view"))
+                uow.session.add(audit(who.audit_name, "read", row.id, ["phone"], "case_view"))
             await uow.commit()
         return _to_out(row, phone)
 
     @router.get("/internal/v1/cases/{case_id}/contact", response_model=ContactOut, tags=["internal"])
     async def contact(
-        case_id: str, purpose: str, caller: Annotated[str, Depends(service_caller)]
+        case_id: str,
+        who: Annotated[Principal, Depends(require(Role.SERVICE))],
+        purpose: str = Query(min_length=1, max_length=100, pattern=r"^[a-z0-9_]+$"),
     ) -> ContactOut:
         """Her phone for a consented contact, read by another service at send time. Audited."""
         async with rt.uow() as uow:
@@ -186,7 +180,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             if row is None:
                 raise CaseNotFound(f"no case {case_id}")
             phone = protector.decrypt(row.phone_enc, row.id, "phone") if row.phone_enc else None
-            uow.session.add(audit(f"service:{caller}", "read", row.id, ["phone"], purpose[:100]))
+            uow.session.add(audit(who.audit_name, "read", row.id, ["phone"], purpose))
             await uow.commit()
         return ContactOut(case_id=row.id, phone=phone, sms_consent=row.consent_sms, status=row.status)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 
 from services.intake.settings import IntakeSettings
-from shared.crypto import BlindIndex, FieldCipher, KeyRing, ensure_key_file
-from shared.runtime import read_or_create_secret
+from shared.crypto import BlindIndex, FieldCipher, KeyRing, ensure_key_file, ensure_secret_file
 
 
 class Protector:
@@ -14,7 +13,7 @@ class Protector:
         keys_dir = settings.platform.data_dir / "keys"
         spec = settings.field_keys or ensure_key_file(keys_dir / "intake-field-keys")
         self.cipher = FieldCipher(KeyRing.parse(spec, settings.active_key_id))
-        index_key = settings.blind_index_key or read_or_create_secret(keys_dir / "intake-blind-index")
+        index_key = settings.blind_index_key or ensure_secret_file(keys_dir / "intake-blind-index")
         self.index = BlindIndex(base64.urlsafe_b64decode(index_key + "=" * (-len(index_key) % 4)))
 
     def encrypt(self, value: str, case_id: str, field: str) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlmodel import col, select
 
 from services.notification.store import FollowUpRow
+from shared.auth import PROVINCE_ROLES, Principal, Role, require
 from shared.runtime import Runtime
 
 
@@ -23,12 +25,17 @@ class MessageOut(BaseModel):
     segments: int | None
 
 
+READERS = require(Role.CASEWORKER, Role.SUPERVISOR, Role.CENTRAL_ADMIN)
+
+
 def build_router(rt: Runtime) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/messages", response_model=list[MessageOut], tags=["messages"])
     async def list_messages(
-        case_id: str = Query(max_length=64), limit: int = Query(default=100, ge=1, le=1000)
+        who: Annotated[Principal, Depends(READERS)],
+        case_id: str = Query(max_length=64),
+        limit: int = Query(default=100, ge=1, le=1000),
     ) -> list[MessageOut]:
         query = (
             select(FollowUpRow)
@@ -36,6 +43,8 @@ def build_router(rt: Runtime) -> APIRouter:
             .order_by(col(FollowUpRow.due_at))
             .limit(limit)
         )
+        if who.role in PROVINCE_ROLES:
+            query = query.where(FollowUpRow.province == who.province)
         async with rt.sessions() as session:
             rows = (await session.execute(query)).scalars().all()
         return [MessageOut.model_validate(r, from_attributes=True) for r in rows]

@@ -17,7 +17,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
     rt = Runtime("notification", settings, metadata)
     outbox_file = settings.outbox_file or settings.platform.data_dir / "notification" / "sms-outbox.jsonl"
     dispatcher = Dispatcher(
-        rt, settings, FileProvider(outbox_file), IntakeContacts(settings.intake_url, rt.internal_token)
+        rt, settings, FileProvider(outbox_file), IntakeContacts(settings.intake_url, rt.service_token())
     )
     rt.add_background(dispatcher.run)
     rt.include(handlers.build_router(rt, settings))

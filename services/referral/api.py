@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlmodel import select
 
 from services.referral.store import PartnerRow, ReferralRow
+from shared.auth import PROVINCE_ROLES, Principal, Role, require
 from shared.runtime import Runtime
 from shared.vocab import ServiceCategory
 
@@ -31,16 +33,24 @@ class PartnerOut(BaseModel):
     active: bool
 
 
+READERS = require(Role.CASEWORKER, Role.SUPERVISOR, Role.CENTRAL_ADMIN, Role.PARTNER)
+
+
 def build_router(rt: Runtime) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/referrals", response_model=list[ReferralOut], tags=["referrals"])
     async def list_referrals(
+        who: Annotated[Principal, Depends(READERS)],
         partner_id: str | None = Query(default=None, max_length=64),
         case_id: str | None = Query(default=None, max_length=64),
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> list[ReferralOut]:
         query = select(ReferralRow).order_by(ReferralRow.requested_at).limit(limit)  # type: ignore[arg-type]
+        if who.role is Role.PARTNER:
+            partner_id = who.partner_id  # a partner sees its own referrals, whatever it asks for
+        elif who.role in PROVINCE_ROLES:
+            query = query.where(ReferralRow.province == who.province)
         if partner_id:
             query = query.where(ReferralRow.partner_id == partner_id)
         if case_id:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from services.reporting.domain import METRICS, NO_CATEGORY
 from services.reporting.store import counts
+from shared.auth import PROVINCE_ROLES, Forbidden, Principal, Role, require
 from shared.http import ProblemError
 from shared.runtime import Runtime
 
@@ -30,16 +32,24 @@ class Summary(BaseModel):
     by_category: dict[str, dict[str, int]]
 
 
+READERS = require(Role.CASEWORKER, Role.SUPERVISOR, Role.CENTRAL_ADMIN, Role.DONOR)
+
+
 def build_router(rt: Runtime) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/reports/summary", response_model=Summary, tags=["reports"])
     async def summary(
+        who: Annotated[Principal, Depends(READERS)],
         province: str | None = Query(default=None, pattern=r"^\d{2}$"),
         from_: date | None = Query(default=None, alias="from"),
         to: date | None = Query(default=None),
     ) -> Summary:
         """Totals over days ``from``..``to`` inclusive (Asia/Ho_Chi_Minh), for one province or all."""
+        if who.role in PROVINCE_ROLES:
+            if province and province != who.province:
+                raise Forbidden(f"province: you may see figures of province {who.province} only")
+            province = who.province
         if from_ and to and from_ > to:
             raise BadPeriod(f"from ({from_}) is after to ({to})")
         query = select(counts.c.category, counts.c.metric, func.sum(counts.c.value)).group_by(

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from deploy.runner import Platform
-from tests.helpers import new_case
+from tests.helpers import auth, new_case
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 def test_bad_case_is_rejected_with_the_field_named(
     platform: Platform, body: dict, field: str, words: str
 ) -> None:
-    r = httpx.post(platform.url("intake") + "/v1/cases", json=body)
+    r = httpx.post(platform.url("intake") + "/v1/cases", headers=auth(platform), json=body)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     problem = r.json()
@@ -36,18 +36,23 @@ def test_bad_case_is_rejected_with_the_field_named(
 
 
 def test_old_province_name_is_mapped_to_the_new_code(platform: Platform) -> None:
-    r = httpx.post(platform.url("intake") + "/v1/cases", json={**new_case(), "province": "Hải Dương"})
+    r = httpx.post(
+        platform.url("intake") + "/v1/cases",
+        headers=auth(platform),
+        json={**new_case(), "province": "Hải Dương"},
+    )
     assert r.status_code == 201
     assert r.json()["province"] == "31"
     legacy = httpx.post(
         platform.url("intake") + "/v1/cases",
+        headers=auth(platform),
         json={**new_case(), "province": "93", "province_scheme": "vn-legacy"},  # Hậu Giang
     )
     assert legacy.status_code == 201 and legacy.json()["province"] == "92"
 
 
 def test_unknown_case_is_404_problem(platform: Platform) -> None:
-    r = httpx.get(platform.url("intake") + "/v1/cases/does-not-exist")
+    r = httpx.get(platform.url("intake") + "/v1/cases/does-not-exist", headers=auth(platform))
     assert r.status_code == 404
     assert r.json()["status"] == 404
 
@@ -60,3 +65,24 @@ def test_every_service_has_health_readiness_and_metrics(platform: Platform) -> N
         assert ready == {"status": "ready", "database": "ok", "nats": "ok"}
         metrics = httpx.get(base + "/metrics").text
         assert "osso_events_published_total" in metrics or "osso_events_consumed_total" in metrics
+
+
+def test_tokens_and_province_scope(platform: Platform) -> None:
+    cases = platform.url("intake") + "/v1/cases"
+    assert httpx.post(cases, json=new_case()).status_code == 401
+    assert httpx.post(cases, json=new_case(), headers={"Authorization": "Bearer nonsense"}).status_code == 401
+    created = httpx.post(cases, json=new_case("92"), headers=auth(platform, "caseworker", "92"))
+    assert created.status_code == 201
+    case_id = created.json()["id"]
+    hanoi = auth(platform, "caseworker", "01")
+    # Another province's case does not exist for her: 404, not 403.
+    assert httpx.get(f"{cases}/{case_id}", headers=hanoi).status_code == 404
+    assert httpx.get(f"{cases}/{case_id}", headers=auth(platform, "caseworker", "92")).status_code == 200
+    assert httpx.post(cases, json=new_case("92"), headers=hanoi).status_code == 403
+    assert (
+        httpx.get(
+            f"{cases}/{case_id}", headers=auth(platform, "partner", partner_id="ct-legal-aid")
+        ).status_code
+        == 403
+    )
+    assert httpx.get(f"{cases}/{case_id}", headers=auth(platform, "donor")).status_code == 403

@@ -13,13 +13,13 @@ import pytest
 
 from deploy.runner import Platform
 from tests.conftest import make_platform
-from tests.helpers import all_stream_messages, eventually, new_case
+from tests.helpers import auth, all_stream_messages, eventually, new_case
 
 pytestmark = pytest.mark.e2e
 
 
 def summary(p: Platform, **params: str) -> dict:
-    r = httpx.get(p.url("reporting") + "/v1/reports/summary", params=params, timeout=5)
+    r = httpx.get(p.url("reporting") + "/v1/reports/summary", headers=auth(p), params=params, timeout=5)
     r.raise_for_status()
     return r.json()
 
@@ -28,6 +28,7 @@ def test_case_with_two_needs_flows_to_referrals_follow_ups_and_summary(platform:
     before = summary(platform, province="01")
     r = httpx.post(
         platform.url("intake") + "/v1/cases",
+        headers=auth(platform),
         json=new_case("01", ("legal", "psychological"), phone="0987 654 321"),
         timeout=5,
     )
@@ -35,7 +36,9 @@ def test_case_with_two_needs_flows_to_referrals_follow_ups_and_summary(platform:
     case_id = r.json()["id"]
 
     def referrals() -> list[dict]:
-        rows = httpx.get(platform.url("referral") + "/v1/referrals", params={"case_id": case_id}).json()
+        rows = httpx.get(
+            platform.url("referral") + "/v1/referrals", headers=auth(platform), params={"case_id": case_id}
+        ).json()
         assert len(rows) == 2
         return rows
 
@@ -46,7 +49,9 @@ def test_case_with_two_needs_flows_to_referrals_follow_ups_and_summary(platform:
     }
 
     def sent_messages() -> list[dict]:
-        msgs = httpx.get(platform.url("notification") + "/v1/messages", params={"case_id": case_id}).json()
+        msgs = httpx.get(
+            platform.url("notification") + "/v1/messages", headers=auth(platform), params={"case_id": case_id}
+        ).json()
         assert msgs and all(m["status"] == "sent" for m in msgs)
         return msgs
 
@@ -69,15 +74,19 @@ def test_case_with_two_needs_flows_to_referrals_follow_ups_and_summary(platform:
 def test_nothing_identifying_on_any_stream_or_log_line(platform: Platform) -> None:
     phone_forms = ["0987654321", "987654321", "+84987654321", "84987654321", "0987 654 321"]
     r = httpx.post(
-        platform.url("intake") + "/v1/cases", json=new_case("31", ("legal",), phone="0987 654 321")
+        platform.url("intake") + "/v1/cases",
+        headers=auth(platform),
+        json=new_case("31", ("legal",), phone="0987 654 321"),
     )
     assert r.status_code == 201
     case_id = r.json()["id"]
     eventually(
         lambda: (
-            httpx.get(platform.url("notification") + "/v1/messages", params={"case_id": case_id}).json()[0][
-                "status"
-            ]
+            httpx.get(
+                platform.url("notification") + "/v1/messages",
+                headers=auth(platform),
+                params={"case_id": case_id},
+            ).json()[0]["status"]
             == "sent"
         ),
         timeout=10,
@@ -108,7 +117,7 @@ def test_consumer_that_was_down_catches_up(tmp_path: Path, nats_server) -> None:
         # Let reporting create its durable consumers, then stop it.
         eventually(lambda: summary(p)["cases_opened"] == 0 or True)
         p.stop_service("reporting")
-        with httpx.Client(base_url=p.url("intake"), timeout=10) as client:
+        with httpx.Client(base_url=p.url("intake"), timeout=10, headers=auth(p)) as client:
             for i in range(50):
                 r = client.post("/v1/cases", json=new_case(("01", "31", "92")[i % 3], ("legal",)))
                 assert r.status_code == 201
@@ -125,7 +134,7 @@ def test_consumer_that_was_down_catches_up(tmp_path: Path, nats_server) -> None:
 def test_time_from_post_to_updated_summary(platform: Platform) -> None:
     """Median over 20 cases of POST -> summary shows the case (printed for the closing note)."""
     timings = []
-    with httpx.Client(timeout=5) as client:
+    with httpx.Client(timeout=5, headers=auth(platform)) as client:
         for _ in range(20):
             before = client.get(platform.url("reporting") + "/v1/reports/summary").json()["cases_opened"]
             start = time.perf_counter()

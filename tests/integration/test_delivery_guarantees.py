@@ -19,7 +19,7 @@ from deploy.runner import Platform
 from shared.envelope import encode
 from shared.events import CaseOpened, ConsentSnapshot, Event, ReferralRequested
 from shared.vocab import Channel, ServiceCategory
-from tests.helpers import eventually
+from tests.helpers import auth, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ async def publish(url: str, event: Event, event_id: str | None = None, msg_id: s
 
 
 def summary(p: Platform) -> dict:
-    return httpx.get(p.url("reporting") + "/v1/reports/summary").json()
+    return httpx.get(p.url("reporting") + "/v1/reports/summary", headers=auth(p)).json()
 
 
 def osso(*args: str, url: str) -> subprocess.CompletedProcess[str]:
@@ -166,13 +166,15 @@ def test_replay_re_publishes_a_dead_letter_once_its_cause_is_fixed(platform: Pla
     d = eventually(letter, timeout=20)
     assert "not yet known" in d["reason"]
     messages = platform.url("notification") + "/v1/messages"
-    assert httpx.get(messages, params={"case_id": case_id}).json() == []
+    assert httpx.get(messages, headers=auth(platform), params={"case_id": case_id}).json() == []
 
     asyncio.run(publish(platform.nats_url, opened(case_id=case_id, sms=True)))
     out = osso("dlq", "replay", str(d["seq"]), url=platform.nats_url)
     assert out.returncode == 0, out.stderr
     assert "osso.referral.hn-legal-aid.requested" in out.stdout
-    scheduled = eventually(lambda: httpx.get(messages, params={"case_id": case_id}).json(), timeout=10)
+    scheduled = eventually(
+        lambda: httpx.get(messages, headers=auth(platform), params={"case_id": case_id}).json(), timeout=10
+    )
     assert [m["referral_id"] for m in scheduled] == [orphan.referral_id]
     # Reporting had counted the referral on first delivery; the replay does not count it again.
     assert osso("dlq", "replay", "999999", url=platform.nats_url).returncode == 1
