@@ -11,9 +11,9 @@ import nats
 import typer
 
 from deploy.runner import Platform, provision_streams, run_forever
-from shared.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
 from shared.auth import Role, mint_token
 from shared.crypto import ensure_secret_file
+from shared.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
 from shared.settings import DEFAULT_PORTS, BusSettings, PlatformSettings
 
 app = typer.Typer(help="OSSO Platform operations.", no_args_is_help=True)

@@ -13,7 +13,7 @@ import pytest
 
 from deploy.runner import Platform
 from tests.conftest import make_platform
-from tests.helpers import auth, all_stream_messages, eventually, new_case
+from tests.helpers import all_stream_messages, auth, eventually, new_case
 
 pytestmark = pytest.mark.e2e
 
