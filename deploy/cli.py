@@ -59,7 +59,7 @@ def provision(
 
 
 async def _with_js(url: str, fn):  # type: ignore[no-untyped-def]
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(servers=url.split(","), connect_timeout=5, max_reconnect_attempts=3)
     try:
         return await fn(nc.jetstream())
     finally:

@@ -18,7 +18,7 @@ import nats
 
 from shared.auth import Role, mint_token
 from shared.crypto import ensure_secret_file
-from shared.natsserver import NatsServer, port_open
+from shared.natsserver import NatsServer, free_port, port_open
 from shared.settings import DEFAULT_PORTS, EMBEDDED_NATS_PORT
 from shared.streams import provision
 
@@ -28,7 +28,7 @@ DEMO_PARTNERS = REPO / "deploy" / "demo" / "partners.json"
 
 
 async def provision_streams(url: str, replicas: int = 1, duplicate_window: float = 120.0) -> list[str]:
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(servers=url.split(","), connect_timeout=5, max_reconnect_attempts=3)
     try:
         return await provision(nc.jetstream(), replicas=replicas, duplicate_window=duplicate_window)
     finally:
@@ -62,6 +62,7 @@ class Platform:
     seed_demo: bool = True
     extra_env: Mapping[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
+    stream_replicas: int = 1
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -78,14 +79,14 @@ class Platform:
         self.nats_url = self.nats.url
         return self.nats_url
 
-    def env(self, service: str) -> dict[str, str]:
+    def env(self, service: str, port: int | None = None) -> dict[str, str]:
         assert self.nats_url
         env = dict(os.environ)
         env.update(
             {
                 "OSSO_NATS_URL": self.nats_url,
                 "OSSO_DATA_DIR": str(self.data_dir),
-                f"OSSO_{service.upper()}_PORT": str(self.ports[service]),
+                f"OSSO_{service.upper()}_PORT": str(port or self.ports[service]),
                 "OSSO_NOTIFICATION_INTAKE_URL": self.url("intake"),
             }
         )
@@ -94,23 +95,29 @@ class Platform:
         env.update(self.extra_env)
         return env
 
-    def start_service(self, service: str, wait: bool = True) -> subprocess.Popen[bytes]:
+    def start_service(self, service: str, wait: bool = True, replica: int = 1) -> subprocess.Popen[bytes]:
+        """Start one process of ``service``; replica 2, 3... get their own port and log file
+        and share the service's database and durable consumers."""
+        name = service if replica == 1 else f"{service}-{replica}"
+        if name not in self.ports:
+            self.ports = {**self.ports, name: free_port()}
         log_dir = self.log_dir or self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(log_dir / f"{service}.log", "ab")
+        log = open(log_dir / f"{name}.log", "ab")  # the child process owns it
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
-            env=self.env(service),
+            env=self.env(service, self.ports[name]),
             stdout=log,
             stderr=log,
             cwd=REPO,
         )
-        self.processes[service] = proc
+        self.processes[name] = proc
         if wait:
-            wait_ready(self.url(service), process=proc)
+            wait_ready(self.url(name), process=proc)
         return proc
 
     def stop_service(self, service: str, kill: bool = False) -> None:
+        """Stop one process by name (``referral``, ``referral-2``...); ``kill`` is ``kill -9``."""
         proc = self.processes.pop(service, None)
         if proc is None or proc.poll() is not None:
             return
@@ -138,7 +145,7 @@ class Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _ = self.jwt_secret  # before any service starts, so all read the same key
         url = self.start_nats()
-        asyncio.run(provision_streams(url))
+        asyncio.run(provision_streams(url, replicas=self.stream_replicas))
         for service in services:
             self.start_service(service, wait=False)
         for service in services:

@@ -55,7 +55,7 @@ class Runtime:
             settings.platform.data_dir / "keys" / "jwt-secret"
         )
         self.broker = NatsBroker(
-            settings.bus.nats_url,
+            settings.bus.nats_servers,
             middlewares=[NatsTelemetryMiddleware()],
             # Warnings and errors only: per-message logs cost a third of throughput (ARCHITECTURE.md).
             logger=logging.getLogger("faststream"),
@@ -134,7 +134,7 @@ class Runtime:
         for startup in self._startup:
             await startup()
         self.nc = await nats.connect(
-            self.settings.bus.nats_url, max_reconnect_attempts=-1, name=f"osso-{self.name}"
+            servers=self.settings.bus.nats_servers, max_reconnect_attempts=-1, name=f"osso-{self.name}"
         )
         self._js = self.nc.jetstream()
         self._relay = OutboxRelay(
@@ -152,7 +152,7 @@ class Runtime:
         )
         for factory in self._background:
             self._tasks.append(asyncio.create_task(factory()))
-        log.info("service_started", nats=self.settings.bus.nats_url.split("@")[-1])
+        log.info("service_started", nats=[u.split("@")[-1] for u in self.settings.bus.nats_servers])
 
     async def stop(self) -> None:
         await self.broker.stop()

@@ -19,6 +19,7 @@ class BusSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OSSO_", extra="ignore")
 
+    #: One URL, or several separated by commas (the nodes of a cluster).
     nats_url: str = f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
     #: Deliveries of one message before it is dead-lettered.
     max_deliver: int = Field(default=5, ge=1, le=100)
@@ -33,6 +34,10 @@ class BusSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     #: Seconds within which a re-published event id is dropped by the server.
     duplicate_window: float = Field(default=120.0, gt=0)
+    @property
+    def nats_servers(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
     #: Seconds between outbox polls when nothing woke the relay.
     outbox_poll_interval: float = Field(default=0.25, gt=0)
 
