@@ -22,6 +22,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+## End-to-end benchmark against the raw nats-py client on the same server (table + bench/results/*.json).
+bench: $(STAMP)
+	$(PY) bench/platform_bench.py $(BENCH_ARGS)
+
+## Kill tests: services and nats-server killed with -9 under load; 3-node cluster losing a node.
+chaos: $(STAMP)
+	$(PY) -m pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services deploy tests
 	$(VENV)/bin/mypy shared services deploy
