@@ -166,6 +166,8 @@ class CaseOpened(CaseEvent):
     contact: ContactPreferences | None = None
     #: Needs with their priorities (``needs`` keeps the plain list for older consumers).
     assessed_needs: list[Need] | None = None
+    #: Her post-2025 ward (5 digits), when known: referral prefers partners serving that ward.
+    ward: str | None = Field(default=None, pattern=r"^\d{5}$")
 
 
 class CaseUpdated(CaseEvent):
