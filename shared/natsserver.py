@@ -52,6 +52,8 @@ class NatsServer:
     config_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     log_file: Path | None = None
+    #: False when the configuration file already enables JetStream (cluster nodes).
+    jetstream_flags: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,18 +64,11 @@ class NatsServer:
         if not self.port:
             self.port = free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            nats_server_binary(),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-js",
-            "-sd",
-            str(self.store_dir),
-        ]
+        args = [nats_server_binary()]
         if self.config_file:
             args += ["-c", str(self.config_file)]
+        if self.jetstream_flags:
+            args += ["-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         args += self.extra_args
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
