@@ -326,6 +326,8 @@ class ReferralAccepted(ReferralTransition):
     TYPE: ClassVar[str] = "vn.osso.referral.accepted.v1"
     NAME: ClassVar[str] = "accepted"
     complete_by: AwareDatetime | None = None
+    #: Her first appointment with the partner, when agreed (notification reminds her the day before).
+    appointment_at: AwareDatetime | None = None
 
 
 class ReferralRejected(ReferralTransition):

@@ -17,6 +17,10 @@ TEST_ENV = {
     "OSSO_MAX_DELIVER": "3",
     "OSSO_NAK_DELAY": "0.2",
     "OSSO_LOG_LEVEL": "INFO",
+    # Follow-ups due at once (the plans say days) and sent at any hour the tests run (quiet hours
+    # have their own tests with a controlled clock).
+    "OSSO_NOTIFICATION_DELAY_SCALE": "0",
+    "OSSO_NOTIFICATION_QUIET_HOURS_ENABLED": "false",
 }
 
 
