@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import compat
 from shared.auth import Role, mint_token
@@ -43,10 +43,19 @@ compat.apply()
 
 
 class Runtime:
-    def __init__(self, name: str, settings: ServiceSettings, metadata: MetaData) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        metadata: MetaData,
+        migrate: Callable[[AsyncEngine], Awaitable[None]] | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.metadata = metadata
+        #: How the schema is brought up to date at start: ``metadata.create_all`` unless the service
+        #: has migrations (e.g. ``shared.migrations.migrator(...)``).
+        self.migrate = migrate
         self.tables = plumbing_tables(metadata)
         self.database_url = settings.resolved_database_url(name)
         self.engine = make_engine(self.database_url)
@@ -130,7 +139,10 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        await create_schema(self.engine, self.metadata)
+        if self.migrate is not None:
+            await self.migrate(self.engine)
+        else:
+            await create_schema(self.engine, self.metadata)
         for startup in self._startup:
             await startup()
         self.nc = await nats.connect(

@@ -17,3 +17,5 @@ class IntakeSettings(ServiceSettings):
     active_key_id: str | None = None
     #: Key of the keyed hashes used to search ciphertext; empty means a development key file.
     blind_index_key: str = ""
+    #: Largest request body accepted, in bytes (a full case file is a few KB).
+    max_body_bytes: int = 64 * 1024

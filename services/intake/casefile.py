@@ -1,0 +1,176 @@
+"""Loading and saving a case file: the domain ``Case`` from its row, her sealed identity, and the
+keyed hashes that find her. Routes and handlers go through here; nothing else touches ciphertext."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.domain import Case, Consent, Identity, age_band, search_keys
+from services.intake.protect import CaseKey, Protector
+from services.intake.store import AuditRow, CaseKeyRow, CaseRow, SessionRow, replace_lookups
+from shared.events import CaseProfile, ContactPreferences, NeedPriority
+from shared.http import ProblemError
+from shared.provinces import SCHEME_2025
+from shared.vocab import Channel, ServiceCategory
+
+
+class CaseNotFound(ProblemError):
+    status = 404
+    title = "Case not found"
+    title_vi = "Không tìm thấy hồ sơ"
+
+
+class CaseGone(ProblemError):
+    status = 410
+    title = "Case erased"
+    title_vi = "Hồ sơ đã bị xoá"
+
+
+PROFILE_STORY_FIELDS = ("migration_kind", "return_kind", "trafficking_status", "gbv_experienced")
+
+
+def profile_of(story: dict[str, Any], year_of_birth: int | None, children: int, today: date) -> CaseProfile:
+    """The categories reporting counts by, from her story, age and children."""
+    return CaseProfile(
+        **{k: story.get(k) for k in PROFILE_STORY_FIELDS},
+        age_band=age_band(year_of_birth, today),
+        children_returned=min(children, 30),
+    )
+
+
+def to_domain(row: CaseRow) -> Case:
+    return Case(
+        id=row.id,
+        province=row.province,
+        channel=Channel(row.channel),
+        needs=[ServiceCategory(n) for n in row.needs.split(",") if n],
+        consent=Consent(
+            referral=row.consent_referral,
+            sms=row.consent_sms,
+            zalo=row.consent_zalo,
+            statistics=row.consent_statistics,
+            referral_categories=(
+                tuple(ServiceCategory(c) for c in row.referral_categories.split(",") if c)
+                if row.referral_categories is not None
+                else None
+            ),
+        ),
+        opened_at=row.opened_at,
+        has_phone=row.has_phone,
+        status=row.status,
+        priorities={ServiceCategory(k): NeedPriority(v) for k, v in (row.priorities or {}).items()},
+        profile=CaseProfile(**row.profile) if row.profile else CaseProfile(),
+        contact=ContactPreferences(**row.contact) if row.contact else ContactPreferences(),
+        close_reason=row.close_reason,
+        erased=row.erased_at is not None,
+    )
+
+
+def write_back(case: Case, row: CaseRow, at: datetime) -> None:
+    """Copy the domain state onto its row."""
+    row.needs = ",".join(n.value for n in case.needs)
+    row.priorities = {c.value: p.value for c, p in case.priorities.items()}
+    row.consent_referral = case.consent.referral
+    row.consent_sms = case.consent.sms
+    row.consent_zalo = case.consent.zalo
+    row.consent_statistics = case.consent.statistics
+    cats = case.consent.referral_categories
+    row.referral_categories = ",".join(c.value for c in cats) if cats is not None else None
+    row.profile = case.profile.model_dump(mode="json")
+    row.contact = case.contact.model_dump(mode="json")
+    row.status = case.status
+    row.close_reason = case.close_reason
+    row.has_phone = case.has_phone
+    row.updated_at = at
+
+
+def new_row(case: Case) -> CaseRow:
+    row = CaseRow(
+        id=case.id,
+        province=case.province,
+        province_scheme=SCHEME_2025,
+        channel=case.channel.value,
+        needs="",
+        consent_referral=False,
+        consent_sms=False,
+        opened_at=case.opened_at,
+        updated_at=case.opened_at,
+    )
+    write_back(case, row, case.opened_at)
+    return row
+
+
+class CaseFiles:
+    """The case files of one unit of work."""
+
+    def __init__(self, session: AsyncSession, protector: Protector) -> None:
+        self.session = session
+        self.protector = protector
+
+    async def row(self, case_id: str, visible: Any = None, *, allow_erased: bool = False) -> CaseRow:
+        """The case's row; 404 when missing or outside ``visible(province)``, 410 once erased."""
+        row = await self.session.get(CaseRow, case_id) if len(case_id) <= 64 else None
+        if row is None or (visible is not None and not visible(row.province)):
+            # 404, not 403: the existence of another province's case must not leak.
+            raise CaseNotFound(f"no case {case_id}", detail_vi=f"không có hồ sơ {case_id}")
+        if row.erased_at is not None and not allow_erased:
+            raise CaseGone(f"case {case_id} was erased", detail_vi=f"hồ sơ {case_id} đã bị xoá")
+        return row
+
+    async def key(self, case_id: str) -> CaseKey | None:
+        key_row = await self.session.get(CaseKeyRow, case_id)
+        return self.protector.unwrap(case_id, key_row.wrapped_key) if key_row else None
+
+    async def identity(self, row: CaseRow) -> Identity:
+        if not row.identity_enc:
+            return Identity()
+        key = await self.key(row.id)
+        return self.protector.open_identity(key, row.identity_enc) if key else Identity()
+
+    async def create(self, case: Case, identity: Identity, row: CaseRow) -> CaseKey:
+        key, wrapped = self.protector.new_case_key(case.id)
+        self.session.add(CaseKeyRow(case_id=case.id, wrapped_key=wrapped, created_at=case.opened_at))
+        row.identity_enc = self.protector.seal_identity(key, identity)
+        self.session.add(row)
+        await self._index(case.id, case.province, identity)
+        return key
+
+    async def store_identity(self, row: CaseRow, identity: Identity) -> None:
+        key = await self.key(row.id)
+        assert key is not None, "a case that is not erased has a key"
+        row.identity_enc = self.protector.seal_identity(key, identity)
+        await self._index(row.id, row.province, identity)
+
+    async def _index(self, case_id: str, province: str, identity: Identity) -> None:
+        keys = search_keys(identity, province)
+        await replace_lookups(
+            self.session, case_id, province, [(k.kind, self.protector.digest(k)) for k in keys]
+        )
+
+    async def shred(self, row: CaseRow, at: datetime) -> None:
+        """Erase her identifying data: the key, the sealed fields and every keyed hash."""
+        await self.session.execute(delete(CaseKeyRow).where(CaseKeyRow.case_id == row.id))  # type: ignore[arg-type]
+        await replace_lookups(self.session, row.id, row.province, [])
+        sessions = SessionRow.__table__  # type: ignore[attr-defined]
+        await self.session.execute(
+            sessions.update().where(sessions.c.case_id == row.id).values(notes_enc=None)
+        )
+        row.identity_enc = None
+        row.has_phone = False
+        row.erased_at = at
+
+    def audit(self, actor: str, action: str, case_id: str, fields: list[str], purpose: str) -> None:
+        self.session.add(
+            AuditRow(
+                at=datetime.now(UTC),
+                actor=actor,
+                action=action,
+                case_id=case_id,
+                fields=",".join(fields)[:200],
+                purpose=purpose[:100],
+            )
+        )
