@@ -132,8 +132,10 @@ class EventConsumer:
         BATCH_SECONDS.labels(self.rt.name, self.durable).observe(time.perf_counter() - started)
 
     async def _nak(self, m: Msg) -> None:
+        # Exponential backoff (capped at a minute), so a transient cause such as an event from
+        # another stream that has not arrived yet gets time to resolve before the last attempt.
         attempt = m.metadata.num_delivered or 1
-        await m.nak(delay=self.rt.settings.bus.nak_delay * attempt)
+        await m.nak(delay=min(self.rt.settings.bus.nak_delay * 2 ** (attempt - 1), 60.0))
 
     async def _record_failures(self, failed: list[tuple[Msg, Envelope, str]]) -> None:
         """Keep each failure's last error, for the dead-letterer to store with the message."""

@@ -3,6 +3,7 @@ doubled. (Tests may read every database; services never read each other's.)"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -10,11 +11,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import nats
 import orjson
 
 from deploy.runner import Platform
+from shared.deadletter import list_dead_letters
 from tests.helpers import auth
 
 NEEDS = ("legal", "livelihood")  # every pilot province's demo directory has a partner for both
@@ -101,11 +105,22 @@ def check_exact(p: Platform, expected_cases: set[str]) -> dict[str, int]:
     outbox = d / "notification" / "sms-outbox.jsonl"
     sent = Counter(orjson.loads(line)["message_id"] for line in outbox.read_bytes().splitlines() if line)
     assert sent and max(sent.values()) == 1, "an SMS sent twice"
+    assert p.nats_url
+    letters = asyncio.run(_with_js(p.nats_url, list_dead_letters))
+    assert letters == [], f"dead letters: {[(d.consumer, d.reason) for d in letters]}"
     summary = httpx.get(p.url("reporting") + "/v1/reports/summary", headers=auth(p)).json()["totals"]
     assert summary["cases_opened"] == len(cases)
     assert summary["referrals_requested"] == len(referrals)
     assert summary["messages_scheduled"] == len(follow_ups)
     return {"cases": len(cases), "referrals": len(referrals), "follow_ups": len(follow_ups), "sms": len(sent)}
+
+
+async def _with_js(url: str, fn: Any) -> Any:
+    nc = await nats.connect(servers=url.split(","))
+    try:
+        return await fn(nc.jetstream())
+    finally:
+        await nc.close()
 
 
 def settled(p: Platform, cases: int) -> bool:
