@@ -224,6 +224,20 @@ class Organization(Model):
 class Directory(Model):
     organizations: list[Organization]
 
+    def canonical(self) -> Directory:
+        """The same directory in a stable order (organisations, services, locations by id)."""
+        return Directory(
+            organizations=[
+                o.model_copy(
+                    update={
+                        "services": sorted(o.services, key=lambda s: s.id),
+                        "locations": sorted(o.locations, key=lambda loc: loc.id),
+                    }
+                )
+                for o in sorted(self.organizations, key=lambda o: o.id)
+            ]
+        )
+
     @model_validator(mode="after")
     def _unique(self) -> Directory:
         seen: set[str] = set()

@@ -482,7 +482,7 @@ def parse(raw: bytes | str | dict[str, Any]) -> Directory:
                 errors.add(f"{where}.{field}" if field else where, e["msg"])
     if not errors.items:
         try:
-            return Directory(organizations=organizations)
+            return Directory(organizations=organizations).canonical()
         except ValidationError as exc:
             _pydantic_errors("directory", exc, errors)
     raise DirectoryError(errors.items)
