@@ -11,6 +11,7 @@ import nats
 import typer
 
 from deploy.runner import Platform, provision_streams, run_forever
+from services.reporting import cli as reporting_cli
 from shared.auth import Role, mint_token
 from shared.crypto import ensure_secret_file
 from shared.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
@@ -19,6 +20,7 @@ from shared.settings import DEFAULT_PORTS, BusSettings, PlatformSettings
 app = typer.Typer(help="OSSO Platform operations.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
+app.add_typer(reporting_cli.app, name="reporting")
 
 NatsUrl = Annotated[str | None, typer.Option(envvar="OSSO_NATS_URL", help="NATS server URL")]
 

@@ -1,7 +1,6 @@
-"""Reporting rules: pure, no I/O. What each event adds to which figure.
-
-Figures are counted per province (post-2025 code), day (Asia/Ho_Chi_Minh) and service category;
-every period (month, quarter, phase) is a sum of days. Nothing here identifies a woman."""
+"""Reporting rules: pure, no I/O. What each event adds to which additive figure, in which province
+(post-2025 code) and on which day (Asia/Ho_Chi_Minh). Distinct counts, durations and the keyed
+facts that make a projection idempotent are in ``projections.py``. Nothing here identifies a woman."""
 
 from __future__ import annotations
 
@@ -10,27 +9,71 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from shared.events import (
+    ActivityKind,
+    ActivityRecorded,
     CaseOpened,
+    CaseStatus,
+    CaseStatusChanged,
     Event,
     FollowUpScheduled,
+    MessageCancelled,
+    MessageDelivered,
+    MessageFailed,
     MessageSent,
+    NeedsAssessed,
     NeedUnmatched,
+    OptedOut,
+    ReferralAccepted,
+    ReferralCancelled,
+    ReferralCompleted,
+    ReferralFailed,
+    ReferralOverdue,
+    ReferralRejected,
     ReferralRequested,
+    SessionRecorded,
 )
 from shared.provinces import SCHEME_LEGACY, UnknownProvince, is_province_code, map_legacy_code
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 NO_CATEGORY = ""
 
-METRICS = (
+#: Figures that add up over days, provinces and categories.
+ADDITIVE_METRICS = (
     "cases_opened",
+    "cases_closed",
+    "cases_reopened",
     "needs_assessed",
+    "sessions",
+    "session_topics",
     "referrals_requested",
+    "referrals_accepted",
+    "referrals_rejected",
+    "referrals_completed",
+    "referrals_failed",
+    "referrals_cancelled",
+    "referrals_overdue",
     "needs_unmatched",
     "messages_scheduled",
     "messages_sent",
     "sms_segments",
+    "messages_delivered",
+    "messages_failed",
+    "messages_cancelled",
+    "opted_out",
+    "outreach_sessions",
+    "outreach_participants",
+    "trainings",
+    "training_participants",
+    "officials_trained",
 )
+#: Distinct women: counted once per period, province (and category), whatever the number of events.
+DISTINCT_METRICS = ("women_reached", "women_supported")
+#: Histograms of whole hours from request to acceptance / completion, one metric per hour value.
+HOURS_TO_ACCEPTANCE = "h2a:"
+HOURS_TO_COMPLETION = "h2c:"
+METRICS = ADDITIVE_METRICS + DISTINCT_METRICS
+#: Computed when a report is read, from the figures above.
+DERIVED_METRICS = ("completion_rate", "median_days_to_acceptance", "median_days_to_completion")
 
 
 @dataclass(frozen=True)
@@ -40,6 +83,8 @@ class Contribution:
     category: str
     metric: str
     delta: int
+    #: The channel of this fact itself (a session's channel); None means the case's channel.
+    channel: str | None = None
 
 
 def local_day(at: datetime) -> date:
@@ -47,48 +92,102 @@ def local_day(at: datetime) -> date:
     return at.astimezone(VN).date()
 
 
-def _province(code: str, scheme: str = "vn-2025") -> str:
+def province_code(code: str, scheme: str | None = None) -> str:
+    """The post-2025 code of an event's province. A case.opened says its scheme and is read in it;
+    other events carry no scheme, so a code that is not on the post-2025 list is read as pre-2025
+    (codes reused across the lists map to the same province, so this is never ambiguous)."""
     if scheme == SCHEME_LEGACY:
         return map_legacy_code(code).code
-    if not is_province_code(code):
-        raise UnknownProvince(f"unknown province {code!r} in the post-2025 list (vn-2025)")
-    return code
+    if is_province_code(code):
+        return code
+    if scheme is None:
+        return map_legacy_code(code).code
+    raise UnknownProvince(f"unknown province {code!r} in the post-2025 list (vn-2025)")
+
+
+_province = province_code  # the walking skeleton's name
+
+
+def _one(province: str, at: datetime, category: str, metric: str) -> list[Contribution]:
+    return [Contribution(province_code(province), local_day(at), category, metric, 1)]
+
+
+_REFERRAL_METRIC = {
+    ReferralAccepted: "referrals_accepted",
+    ReferralRejected: "referrals_rejected",
+    ReferralCompleted: "referrals_completed",
+    ReferralFailed: "referrals_failed",
+    ReferralCancelled: "referrals_cancelled",
+    ReferralOverdue: "referrals_overdue",
+}
+_MESSAGE_METRIC = {
+    MessageDelivered: "messages_delivered",
+    MessageFailed: "messages_failed",
+    MessageCancelled: "messages_cancelled",
+}
 
 
 def contributions(event: Event) -> list[Contribution]:
-    """The figures ``event`` adds to; empty for events reporting does not count."""
+    """The additive figures ``event`` adds to; empty for events reporting does not count."""
     match event:
         case CaseOpened():
-            p, d = _province(event.province, event.province_scheme), local_day(event.opened_at)
+            p, d = province_code(event.province, event.province_scheme), local_day(event.opened_at)
             return [Contribution(p, d, NO_CATEGORY, "cases_opened", 1)] + [
                 Contribution(p, d, need.value, "needs_assessed", 1) for need in event.needs
             ]
+        case CaseStatusChanged():
+            if event.to_status is CaseStatus.CLOSED:
+                return _one(event.province, event.at, NO_CATEGORY, "cases_closed")
+            if event.reopened:
+                return _one(event.province, event.at, NO_CATEGORY, "cases_reopened")
+            return []
+        case NeedsAssessed():
+            p, d = province_code(event.province), local_day(event.at)
+            return [Contribution(p, d, need.category.value, "needs_assessed", 1) for need in event.needs]
+        case SessionRecorded():
+            p, d = province_code(event.province), event.held_on
+            return [Contribution(p, d, NO_CATEGORY, "sessions", 1, channel=event.channel.value)] + [
+                Contribution(p, d, topic.value, "session_topics", 1, channel=event.channel.value)
+                for topic in dict.fromkeys(event.topics)
+            ]
+        case ActivityRecorded():
+            p, d = province_code(event.province), event.held_on
+            everyone = sum(group.count for group in event.participants)
+            if event.kind is ActivityKind.OUTREACH:
+                return [
+                    Contribution(p, d, NO_CATEGORY, "outreach_sessions", 1),
+                    Contribution(p, d, NO_CATEGORY, "outreach_participants", everyone),
+                ]
+            officials = sum(group.count for group in event.participants if group.role == "official")
+            return [
+                Contribution(p, d, NO_CATEGORY, "trainings", 1),
+                Contribution(p, d, NO_CATEGORY, "training_participants", everyone),
+                Contribution(p, d, NO_CATEGORY, "officials_trained", officials),
+            ]
         case ReferralRequested():
-            return [
-                Contribution(
-                    _province(event.province),
-                    local_day(event.requested_at),
-                    event.category.value,
-                    "referrals_requested",
-                    1,
-                )
-            ]
+            return _one(event.province, event.requested_at, event.category.value, "referrals_requested")
+        case (
+            ReferralAccepted()
+            | ReferralRejected()
+            | ReferralCompleted()
+            | ReferralFailed()
+            | ReferralCancelled()
+            | ReferralOverdue()
+        ):
+            metric = _REFERRAL_METRIC[type(event)]
+            return _one(event.province, event.at, event.category.value, metric)
         case NeedUnmatched():
-            return [
-                Contribution(
-                    _province(event.province), local_day(event.at), event.category.value, "needs_unmatched", 1
-                )
-            ]
+            return _one(event.province, event.at, event.category.value, "needs_unmatched")
         case FollowUpScheduled():
-            return [
-                Contribution(
-                    _province(event.province), local_day(event.due_at), NO_CATEGORY, "messages_scheduled", 1
-                )
-            ]
+            return _one(event.province, event.due_at, NO_CATEGORY, "messages_scheduled")
         case MessageSent():
-            p, d = _province(event.province), local_day(event.sent_at)
+            p, d = province_code(event.province), local_day(event.sent_at)
             return [
                 Contribution(p, d, NO_CATEGORY, "messages_sent", 1),
                 Contribution(p, d, NO_CATEGORY, "sms_segments", event.segments),
             ]
+        case MessageDelivered() | MessageFailed() | MessageCancelled():
+            return _one(event.province, event.at, NO_CATEGORY, _MESSAGE_METRIC[type(event)])
+        case OptedOut():
+            return _one(event.province, event.at, NO_CATEGORY, "opted_out")
     return []

@@ -1,33 +1,399 @@
-"""Reporting's tables: aggregates only, never a case id or any text about a woman."""
+"""Reporting's tables: keyed facts and aggregates, never a case id in clear or any text about a woman.
+
+The projection tables come in sets (:func:`projection_tables`): the live set has the plain names,
+``osso reporting rebuild`` fills a fresh set (names with a suffix) and then swaps the names in one
+transaction. The audit table is not a projection and is never rebuilt.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Column, Date, Integer, MetaData, String, Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from services.reporting.domain import Contribution
-from shared.db import increment
+from services.reporting.projections import CaseDims, Cell, Fact, MemoryState, ReferralTimes
+from shared.db import UtcDateTime
 
 metadata = MetaData()
 
-counts = Table(
-    "counts",
-    metadata,
-    Column("province", String(2), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("category", String(32), primary_key=True),
-    Column("metric", String(40), primary_key=True),
-    Column("value", Integer, nullable=False),
+CELL_COLUMNS = (
+    "period",
+    "province",
+    "category",
+    "channel",
+    "migration_kind",
+    "return_kind",
+    "age_band",
+    "metric",
 )
 
 
-async def add(session: AsyncSession, contribution: Contribution) -> None:
-    keys: dict[str, str | date] = {
-        "province": contribution.province,
-        "day": contribution.day,
-        "category": contribution.category,
-        "metric": contribution.metric,
-    }
-    await increment(session, counts, keys, "value", contribution.delta)
+@dataclass(frozen=True)
+class ProjectionTables:
+    cube: Table
+    facts: Table
+    cases: Table
+    referrals: Table
+    pending: Table
+
+    def all(self) -> tuple[Table, ...]:
+        return (self.cube, self.facts, self.cases, self.referrals, self.pending)
+
+
+def _cell_columns(primary_key: bool = True) -> list[Column[Any]]:
+    widths = {"period": 40, "province": 2, "category": 32, "metric": 40}
+    return [Column(name, String(widths.get(name, 32)), primary_key=primary_key) for name in CELL_COLUMNS]
+
+
+def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
+    """The projection tables named ``rpt_<name><suffix>`` on ``md``."""
+    cube = Table(f"rpt_cube{suffix}", md, *_cell_columns(), Column("value", BigInteger, nullable=False))
+    facts = Table(
+        f"rpt_fact{suffix}",
+        md,
+        Column("key", String(200), primary_key=True),
+        Column("kind", String(16), nullable=False),
+        Column("case_hash", String(32), nullable=False),
+        Column("province", String(2), nullable=False),
+        Column("day", Date, nullable=False),
+        Column("category", String(32), nullable=False),
+    )
+    Index(f"ix_rpt_fact{suffix}_kind_day", facts.c.kind, facts.c.day)
+    cases = Table(
+        f"rpt_case{suffix}",
+        md,
+        Column("case_hash", String(32), primary_key=True),
+        Column("province", String(2), nullable=False),
+        Column("channel", String(32), nullable=False),
+        Column("migration_kind", String(32), nullable=False),
+        Column("return_kind", String(32), nullable=False),
+        Column("age_band", String(32), nullable=False),
+    )
+    referrals = Table(
+        f"rpt_referral{suffix}",
+        md,
+        Column("referral_hash", String(32), primary_key=True),
+        Column("province", String(2), nullable=False),
+        Column("category", String(32), nullable=False),
+        Column("case_hash", String(32), nullable=False),
+        Column("requested_at", UtcDateTime(), nullable=True),
+        Column("accepted_at", UtcDateTime(), nullable=True),
+        Column("completed_at", UtcDateTime(), nullable=True),
+    )
+    pending = Table(
+        f"rpt_pending{suffix}",
+        md,
+        Column("case_hash", String(32), primary_key=True),
+        *_cell_columns(),
+        Column("delta", BigInteger, nullable=False),
+    )
+    return ProjectionTables(cube, facts, cases, referrals, pending)
+
+
+LIVE = projection_tables(metadata)
+#: The walking skeleton's name for the figures table.
+counts = LIVE.cube
+
+audit = Table(
+    "rpt_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("query", Text, nullable=False),
+    Column("exact", Boolean, nullable=False),
+)
+
+
+def _insert(conn: Connection | Session, table: Table) -> Any:
+    dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def _increment_rows(
+    session: Session | Connection, table: Table, keys: Sequence[str], column: str, rows: list[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
+    stmt = _insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={column: getattr(table.c, column) + stmt.excluded[column]}
+    )
+    session.execute(stmt, rows)
+
+
+def _cell_dict(cell: Cell) -> dict[str, str]:
+    return dict(zip(CELL_COLUMNS, cell, strict=True))
+
+
+class SqlState:
+    """The projection's state in the database, read on demand inside one transaction (a sync
+    session run with ``AsyncSession.run_sync``); figures are buffered and written by :meth:`flush`."""
+
+    def __init__(self, session: Session | Connection, tables: ProjectionTables = LIVE) -> None:
+        self.s = session
+        self.t = tables
+        self._cases: dict[str, CaseDims | None] = {}
+        self._cube: Counter[Cell] = Counter()
+        self._pending: dict[str, Counter[Cell]] = {}
+        self._cleared: set[str] = set()
+
+    def claim(self, key: str, fact: Fact) -> bool:
+        stmt = _insert(self.s, self.t.facts).values(key=key, **fact._asdict()).on_conflict_do_nothing()
+        return bool(self.s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+    def case(self, case_hash: str) -> CaseDims | None:
+        if case_hash not in self._cases:
+            c = self.t.cases.c
+            row = self.s.execute(
+                select(c.province, c.channel, c.migration_kind, c.return_kind, c.age_band).where(
+                    c.case_hash == case_hash
+                )
+            ).first()
+            self._cases[case_hash] = CaseDims(*row) if row else None
+        return self._cases[case_hash]
+
+    def put_case(self, case_hash: str, dims: CaseDims) -> None:
+        self._cases[case_hash] = dims
+        stmt = _insert(self.s, self.t.cases).values(case_hash=case_hash, **dims._asdict())
+        self.s.execute(stmt.on_conflict_do_nothing())
+
+    def referral(self, referral_hash: str) -> ReferralTimes | None:
+        c = self.t.referrals.c
+        row = self.s.execute(
+            select(c.province, c.category, c.case_hash, c.requested_at, c.accepted_at, c.completed_at).where(
+                c.referral_hash == referral_hash
+            )
+        ).first()
+        return ReferralTimes(*row) if row else None
+
+    def put_referral(self, referral_hash: str, times: ReferralTimes) -> None:
+        values = {
+            "province": times.province,
+            "category": times.category,
+            "case_hash": times.case_hash,
+            "requested_at": times.requested_at,
+            "accepted_at": times.accepted_at,
+            "completed_at": times.completed_at,
+        }
+        stmt = _insert(self.s, self.t.referrals).values(referral_hash=referral_hash, **values)
+        self.s.execute(stmt.on_conflict_do_update(index_elements=["referral_hash"], set_=values))
+
+    def pending(self, case_hash: str) -> list[tuple[Cell, int]]:
+        p = self.t.pending
+        rows = self.s.execute(
+            select(*(p.c[n] for n in CELL_COLUMNS), p.c.delta).where(p.c.case_hash == case_hash)
+        )
+        found: Counter[Cell] = Counter({tuple(row[:8]): row[8] for row in rows})  # type: ignore[misc]
+        found.update(self._pending.get(case_hash, Counter()))
+        return list(found.items())
+
+    def add_pending(self, case_hash: str, cell: Cell, delta: int) -> None:
+        self._pending.setdefault(case_hash, Counter())[cell] += delta
+
+    def clear_pending(self, case_hash: str) -> None:
+        self._pending.pop(case_hash, None)
+        self.s.execute(delete(self.t.pending).where(self.t.pending.c.case_hash == case_hash))
+
+    def bump(self, cell: Cell, delta: int) -> None:
+        self._cube[cell] += delta
+
+    def flush(self) -> None:
+        cube = [{**_cell_dict(cell), "value": v} for cell, v in self._cube.items() if v]
+        _increment_rows(self.s, self.t.cube, CELL_COLUMNS, "value", cube)
+        pending = [
+            {"case_hash": h, **_cell_dict(cell), "delta": d}
+            for h, cells in self._pending.items()
+            for cell, d in cells.items()
+            if d
+        ]
+        _increment_rows(self.s, self.t.pending, ("case_hash", *CELL_COLUMNS), "delta", pending)
+        self._cube.clear()
+        self._pending.clear()
+
+
+def write_memory_state(
+    conn: Connection, tables: ProjectionTables, state: MemoryState, chunk: int = 20_000
+) -> None:
+    """Bulk-write a whole in-memory projection into (empty) tables."""
+
+    def chunks(rows: Iterable[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def put(table: Table, rows: Iterable[dict[str, Any]]) -> None:
+        for batch in chunks(rows):
+            conn.execute(insert(table), batch)
+
+    put(tables.cube, ({**_cell_dict(cell), "value": v} for cell, v in state.cube.items() if v))
+    put(tables.facts, ({"key": k, **f._asdict()} for k, f in state.facts.items()))
+    put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
+    put(
+        tables.referrals,
+        (
+            {
+                "referral_hash": h,
+                "province": r.province,
+                "category": r.category,
+                "case_hash": r.case_hash,
+                "requested_at": r.requested_at,
+                "accepted_at": r.accepted_at,
+                "completed_at": r.completed_at,
+            }
+            for h, r in state.referrals.items()
+        ),
+    )
+    put(
+        tables.pending,
+        (
+            {"case_hash": h, **_cell_dict(cell), "delta": d}
+            for h, cells in state.pendings.items()
+            for cell, d in cells.items()
+            if d
+        ),
+    )
+
+
+def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIVE) -> None:
+    """Give the fresh tables the live names (and drop the old ones), in the caller's transaction."""
+    for new, old in zip(fresh.all(), live.all(), strict=True):
+        retired = f"{old.name}__retired"
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{retired}"')
+        conn.exec_driver_sql(f'ALTER TABLE "{old.name}" RENAME TO "{retired}"')
+        conn.exec_driver_sql(f'ALTER TABLE "{new.name}" RENAME TO "{old.name}"')
+        conn.exec_driver_sql(f'DROP TABLE "{retired}"')
+
+
+def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cell, int]:
+    """Every non-zero cell (to compare a rebuild with the live projection)."""
+    t = tables.cube
+    rows = conn.execute(select(*(t.c[n] for n in CELL_COLUMNS), t.c.value).where(t.c.value != 0))
+    return {tuple(row[:8]): int(row[8]) for row in rows}  # type: ignore[misc]
+
+
+# -- queries -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CubeQuery:
+    """Which cells a report sums. ``period`` is a pre-aggregated key, or None for a day range."""
+
+    period: str | None
+    start: date | None
+    end: date | None
+    provinces: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()  # province and/or case dimensions
+    filters: tuple[tuple[str, str], ...] = ()  # (dimension, value)
+
+
+def _uses_dims(q: CubeQuery) -> bool:
+    return any(g != "province" for g in q.group_by) or bool(q.filters)
+
+
+def cube_rows(
+    session: Session, q: CubeQuery, metrics: Sequence[str] | None = None, tables: ProjectionTables = LIVE
+) -> list[tuple[Any, ...]]:
+    """``(group values..., category, metric, sum)`` rows from the cube."""
+    t = tables.cube
+    groups = [t.c[g] for g in q.group_by]
+    stmt = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value)).group_by(
+        *groups, t.c.category, t.c.metric
+    )
+    if q.period is not None:
+        stmt = stmt.where(t.c.period == q.period)
+    else:
+        lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
+        hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
+        stmt = stmt.where(t.c.period >= lo, t.c.period <= hi)
+    if q.provinces:
+        stmt = stmt.where(
+            t.c.province == q.provinces[0] if len(q.provinces) == 1 else t.c.province.in_(q.provinces)
+        )
+    if _uses_dims(q):
+        stmt = stmt.where(t.c.channel != "*")
+        for dim, value in q.filters:
+            stmt = stmt.where(t.c[dim] == value)
+    else:
+        stmt = stmt.where(
+            t.c.channel == "*", t.c.migration_kind == "*", t.c.return_kind == "*", t.c.age_band == "*"
+        )
+    if metrics is not None:
+        stmt = stmt.where(t.c.metric.in_(list(metrics)))
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIVE) -> list[tuple[Any, ...]]:
+    """Distinct women over a day range, from the facts: ``(group values..., category, metric, n)``."""
+    f, c = tables.facts, tables.cases
+    lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
+    out: list[tuple[Any, ...]] = []
+    for kind, metric in (("session", "women_reached"), ("completed", "women_supported")):
+
+        def dim(name: str) -> Any:
+            if name == "province":
+                return f.c.province
+            column = {
+                "channel": c.c.channel,
+                "migration_kind": c.c.migration_kind,
+                "return_kind": c.c.return_kind,
+                "age_band": c.c.age_band,
+            }[name]
+            return func.coalesce(column, "?")
+
+        groups = [dim(g) for g in q.group_by]
+        base = (
+            select(*groups)
+            .select_from(f.outerjoin(c, c.c.case_hash == f.c.case_hash))
+            .where(f.c.kind == kind, f.c.day >= lo, f.c.day <= hi)
+        )
+        if q.provinces:
+            base = base.where(f.c.province.in_(q.provinces))
+        for name, value in q.filters:
+            base = base.where(dim(name) == value)
+        # Per province: a woman counted in each province she was seen in, as the cube does.
+        who = func.count(func.distinct(f.c.province + f.c.case_hash))
+        total = base.add_columns(who).group_by(*groups)
+        out += [(*row[:-1], "", metric, row[-1]) for row in session.execute(total)]
+        if kind == "completed":
+            per = base.add_columns(f.c.category, who).group_by(*groups, f.c.category)
+            out += [(*row[:-2], row[-2], metric, row[-1]) for row in session.execute(per)]
+    return out
+
+
+def record_audit(
+    session: Session, *, actor: str, role: str, action: str, query: str, exact: bool, at: datetime
+) -> None:
+    session.execute(
+        insert(audit).values(actor=actor, role=role, action=action, query=query, exact=exact, at=at)
+    )

@@ -27,6 +27,10 @@ def reporting_runtime(tmp: Path, nats_url: str, **bus: float | int) -> Runtime:
 async def metric_total(rt: Runtime, metric: str) -> int:
     async with rt.sessions() as session:
         value = (
-            await session.execute(select(func.sum(counts.c.value)).where(counts.c.metric == metric))
+            await session.execute(
+                select(func.sum(counts.c.value)).where(
+                    counts.c.metric == metric, counts.c.period == "ALL", counts.c.channel == "*"
+                )
+            )
         ).scalar()
     return int(value or 0)

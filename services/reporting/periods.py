@@ -1,0 +1,130 @@
+"""Reporting periods: which pre-aggregated period keys a day falls in, and which key (if any)
+a requested ``from``..``to`` range is. Pure, no I/O.
+
+Keys: ``D2025-07-14`` (day), ``M2025-07`` (month), ``Q2025-3`` (quarter), ``Y2025`` (year),
+``Pphase-1`` (a configured project phase) and ``ALL`` (since the beginning)."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+
+ALL = "ALL"
+
+
+def day_key(d: date) -> str:
+    return f"D{d.isoformat()}"
+
+
+def month_key(d: date) -> str:
+    return f"M{d.year:04d}-{d.month:02d}"
+
+
+def quarter_key(d: date) -> str:
+    return f"Q{d.year:04d}-{(d.month - 1) // 3 + 1}"
+
+
+def year_key(d: date) -> str:
+    return f"Y{d.year:04d}"
+
+
+def phase_key(name: str) -> str:
+    return f"P{name}"
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The configured project phases (name -> inclusive date range)."""
+
+    ranges: tuple[tuple[str, date, date], ...] = ()
+
+    @classmethod
+    def of(cls, phases: Mapping[str, tuple[date, date]]) -> Phases:
+        return cls(tuple(sorted((name, start, end) for name, (start, end) in phases.items())))
+
+    def containing(self, d: date) -> tuple[str, ...]:
+        return tuple(phase_key(name) for name, start, end in self.ranges if start <= d <= end)
+
+    def get(self, name: str) -> tuple[date, date] | None:
+        for n, start, end in self.ranges:
+            if n == name:
+                return start, end
+        return None
+
+
+@lru_cache(maxsize=8192)
+def _calendar_keys(d: date) -> tuple[str, str, str, str]:
+    return day_key(d), month_key(d), quarter_key(d), year_key(d)
+
+
+def additive_keys(d: date, phases: Phases) -> tuple[str, ...]:
+    """Every period key a count on day ``d`` adds to (day, month, quarter, year, phases, all)."""
+    return (*_calendar_keys(d), *phases.containing(d), ALL)
+
+
+def distinct_keys(d: date, phases: Phases) -> tuple[str, ...]:
+    """The period keys a distinct count (women reached) is pre-aggregated for: all but the day."""
+    return (*_calendar_keys(d)[1:], *phases.containing(d), ALL)
+
+
+def month_range(year: int, month: int) -> tuple[date, date]:
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def key_for_range(start: date | None, end: date | None, phases: Phases) -> str | None:
+    """The pre-aggregated key that is exactly ``start``..``end``, or None (then figures are summed
+    from days and distinct counts come from the facts)."""
+    if start is None and end is None:
+        return ALL
+    if start is None or end is None:
+        return None
+    if start == end:
+        return day_key(start)
+    for name, p_start, p_end in phases.ranges:
+        if (start, end) == (p_start, p_end):
+            return phase_key(name)
+    if start.day != 1:
+        return None
+    if (start, end) == month_range(start.year, start.month):
+        return month_key(start)
+    if start.month % 3 == 1 and end == month_range(start.year, start.month + 2)[1]:
+        return quarter_key(start)
+    if start.month == 1 and end == date(start.year, 12, 31):
+        return year_key(start)
+    return None
+
+
+def parse_period(text: str, phases: Phases) -> tuple[date, date]:
+    """``2025``, ``2025-Q3``, ``2025-07``, ``2025-07-14`` or a phase name -> an inclusive range;
+    ``ValueError`` saying what is accepted."""
+    t = text.strip()
+    found = phases.get(t.removeprefix("phase:"))
+    if found:
+        return found
+    try:
+        if len(t) == 4 and t.isdigit():
+            return date(int(t), 1, 1), date(int(t), 12, 31)
+        if len(t) == 7 and t[4:6].upper() == "-Q" and t[6] in "1234":
+            q = int(t[6])
+            return date(int(t[:4]), 3 * q - 2, 1), month_range(int(t[:4]), 3 * q)[1]
+        if len(t) == 7 and t[4] == "-":
+            return month_range(int(t[:4]), int(t[5:]))
+        if len(t) == 10:
+            d = date.fromisoformat(t)
+            return d, d
+    except ValueError:
+        pass
+    names = ", ".join(name for name, _, _ in phases.ranges) or "none configured"
+    raise ValueError(f"unknown period {text!r}: use YYYY, YYYY-Qn, YYYY-MM, YYYY-MM-DD or a phase ({names})")
+
+
+def months_between(start: date, end: date) -> list[str]:
+    """Month keys from ``start``'s month to ``end``'s month inclusive."""
+    out, d = [], start.replace(day=1)
+    while d <= end:
+        out.append(month_key(d))
+        d = (d + timedelta(days=32)).replace(day=1)
+    return out

@@ -1,0 +1,382 @@
+"""The reporting projection: pure rules over an abstract state, so that live consumers (state in
+the database, loaded on demand) and ``osso reporting rebuild`` (state in memory) run the same code
+and must end with the same tables.
+
+- **Keyed, not in clear**: a case, referral, session or message id is replaced by an HMAC-SHA256
+  of it under the reporting key (:class:`Hasher`); no projection row holds an id in clear.
+- **Idempotent**: every figure an event adds is guarded by a fact key derived from what the event
+  says (the session id, the referral id and step, the message id and status...). A fact claimed
+  before adds nothing, whatever the event id it came under.
+- **Order-free**: a case's categories (opening channel, migration kind, return kind, age band)
+  come from its case.opened; a figure for a case not opened yet is counted under ``?`` and
+  remembered as pending, and moved to the case's categories when case.opened arrives. Durations
+  are counted when both ends of a referral are known, whichever came first.
+- **Erasure**: ``case.erased`` changes no figure (reporting holds nothing that identifies her).
+
+A cell is ``(period, province, category, channel, migration_kind, return_kind, age_band, metric)``;
+each figure is written to its period keys (see ``periods.py``) twice: with ``*`` in the four case
+categories (the roll-up the default report reads) and with the case's categories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import NamedTuple, Protocol
+
+from services.reporting.domain import (
+    HOURS_TO_ACCEPTANCE,
+    HOURS_TO_COMPLETION,
+    NO_CATEGORY,
+    Contribution,
+    contributions,
+    local_day,
+    province_code,
+)
+from services.reporting.periods import Phases, additive_keys, distinct_keys
+from shared.events import (
+    ActivityRecorded,
+    CaseOpened,
+    CaseStatusChanged,
+    Event,
+    FollowUpScheduled,
+    MessageCancelled,
+    MessageDelivered,
+    MessageFailed,
+    MessageSent,
+    NeedsAssessed,
+    NeedUnmatched,
+    OptedOut,
+    ReferralAccepted,
+    ReferralCancelled,
+    ReferralCompleted,
+    ReferralEvent,
+    ReferralFailed,
+    ReferralOverdue,
+    ReferralRejected,
+    ReferralRequested,
+    SessionRecorded,
+)
+
+ROLLUP = "*"
+PENDING = "?"
+UNKNOWN = "unknown"
+NOT_A_CASE = "none"  # community activities belong to no woman
+
+Cell = tuple[str, str, str, str, str, str, str, str]
+DIMENSIONS = ("channel", "migration_kind", "return_kind", "age_band")
+
+
+class CaseDims(NamedTuple):
+    """A case's reporting categories, fixed at case.opened."""
+
+    province: str
+    channel: str
+    migration_kind: str
+    return_kind: str
+    age_band: str
+
+
+class Fact(NamedTuple):
+    """What a fact key stands for: enough to count distinct women over any range of days."""
+
+    kind: str
+    case_hash: str
+    province: str
+    day: date
+    category: str
+
+
+@dataclass
+class ReferralTimes:
+    province: str
+    category: str
+    case_hash: str
+    requested_at: datetime | None = None
+    accepted_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class State(Protocol):
+    """Where the projection keeps its facts and adds to its figures."""
+
+    def claim(self, key: str, fact: Fact) -> bool:
+        """Record ``key``; False if it was recorded before (then nothing must be counted)."""
+
+    def case(self, case_hash: str) -> CaseDims | None: ...
+
+    def put_case(self, case_hash: str, dims: CaseDims) -> None: ...
+
+    def referral(self, referral_hash: str) -> ReferralTimes | None: ...
+
+    def put_referral(self, referral_hash: str, times: ReferralTimes) -> None: ...
+
+    def pending(self, case_hash: str) -> list[tuple[Cell, int]]: ...
+
+    def add_pending(self, case_hash: str, cell: Cell, delta: int) -> None: ...
+
+    def clear_pending(self, case_hash: str) -> None: ...
+
+    def bump(self, cell: Cell, delta: int) -> None: ...
+
+
+class Hasher:
+    """Keyed hash (HMAC-SHA256, 128 bits kept) of ids, so a projection can count distinct women
+    without holding a case id: without the key the hash cannot be linked back to the case."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the reporting hash key must have at least 16 bytes")
+        self._key = key
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, kind: str, value: str) -> str:
+        token = f"{kind}:{value}"
+        found = self._cache.get(token)
+        if found is None:
+            found = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()[:32]
+            if len(self._cache) < 1_000_000:
+                self._cache[token] = found
+        return found
+
+    def __repr__(self) -> str:
+        return "Hasher(<key>)"
+
+
+def hours_between(start: datetime, end: datetime) -> int:
+    """Whole hours from ``start`` to ``end`` (never negative)."""
+    return max(0, int((end - start).total_seconds() // 3600))
+
+
+class Projection:
+    """Applies events to a :class:`State`."""
+
+    def __init__(self, state: State, hasher: Hasher, phases: Phases) -> None:
+        self.state = state
+        self.hash = hasher
+        self.phases = phases
+
+    # -- counting ------------------------------------------------------------------------------
+    def _dims(self, case_hash: str | None, channel: str | None) -> tuple[tuple[str, str, str, str], bool]:
+        if case_hash is None:
+            return (NOT_A_CASE,) * 4, False  # type: ignore[return-value]
+        dims = self.state.case(case_hash)
+        if dims is None:
+            return (channel or PENDING, PENDING, PENDING, PENDING), True
+        return (channel or dims.channel, dims.migration_kind, dims.return_kind, dims.age_band), False
+
+    def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
+        dims, pending = self._dims(case_hash, c.channel)
+        bump = self.state.bump
+        for period in periods:
+            bump((period, c.province, c.category, ROLLUP, ROLLUP, ROLLUP, ROLLUP, c.metric), c.delta)
+            cell = (period, c.province, c.category, *dims, c.metric)
+            bump(cell, c.delta)
+            if pending:
+                assert case_hash is not None
+                self.state.add_pending(case_hash, cell, c.delta)
+
+    def count(self, case_hash: str | None, c: Contribution) -> None:
+        """Add an additive figure to the day and every period containing it."""
+        if c.delta:
+            self._add(additive_keys(c.day, self.phases), case_hash, c)
+
+    def count_distinct(self, case_hash: str, c: Contribution) -> None:
+        """Add 1 to a distinct-women figure in each period where she was not counted yet."""
+        for period in distinct_keys(c.day, self.phases):
+            key = f"d:{c.metric}:{c.category}:{period}:{c.province}:{case_hash}"
+            if self.state.claim(key, Fact("distinct", case_hash, c.province, c.day, c.category)):
+                self._add((period,), case_hash, c)
+
+    # -- events ----------------------------------------------------------------------------------
+    def apply(self, event: Event) -> None:
+        """Apply one event (any type; the ones reporting does not count change nothing)."""
+        match event:
+            case CaseOpened():
+                self._case_opened(event)
+            case SessionRecorded():
+                self._session(event)
+            case ReferralEvent():
+                self._referral(event)
+            case ActivityRecorded():
+                self._simple(f"activity:{self.hash('activity', event.activity_id)}", None, event)
+            case CaseStatusChanged():
+                key = f"status:{event.to_status}:{int(event.reopened)}:{event.at.isoformat()}"
+                self._for_case(event.case_id, key, event)
+            case NeedsAssessed():
+                self._for_case(event.case_id, f"needs:{event.at.isoformat()}", event)
+            case NeedUnmatched():
+                self._for_case(event.case_id, f"unmatched:{event.category}:{event.at.isoformat()}", event)
+            case OptedOut():
+                self._for_case(event.case_id, f"optout:{event.channel}:{event.at.isoformat()}", event)
+            case (
+                FollowUpScheduled()
+                | MessageSent()
+                | MessageDelivered()
+                | MessageFailed()
+                | MessageCancelled()
+            ):
+                key = f"msg:{self.hash('message', event.message_id)}:{event.NAME}"
+                self._for_case(event.case_id, key, event)
+
+    def _simple(self, key: str, case_hash: str | None, event: Event) -> None:
+        found = contributions(event)
+        if not found:
+            return
+        first = found[0]
+        if not self.state.claim(
+            key, Fact("event", case_hash or "", first.province, first.day, first.category)
+        ):
+            return
+        for c in found:
+            self.count(case_hash, c)
+
+    def _for_case(self, case_id: str, key: str, event: Event) -> None:
+        case_hash = self.hash("case", case_id)
+        self._simple(f"{key}:{case_hash}", case_hash, event)
+
+    def _case_opened(self, event: CaseOpened) -> None:
+        case_hash = self.hash("case", event.case_id)
+        province = province_code(event.province, event.province_scheme)
+        if not self.state.claim(
+            f"open:{case_hash}", Fact("opened", case_hash, province, local_day(event.opened_at), NO_CATEGORY)
+        ):
+            return
+        profile = event.profile
+        dims = CaseDims(
+            province,
+            event.channel.value,
+            profile.migration_kind.value if profile and profile.migration_kind else UNKNOWN,
+            profile.return_kind.value if profile and profile.return_kind else UNKNOWN,
+            profile.age_band.value if profile else UNKNOWN,
+        )
+        # Figures counted before her case was known move to her categories.
+        for cell, delta in self.state.pending(case_hash):
+            self.state.bump(cell, -delta)
+            moved = (
+                *cell[:3],
+                *(new if old == PENDING else old for old, new in zip(cell[3:7], dims[1:], strict=True)),
+                cell[7],
+            )
+            self.state.bump(moved, delta)  # type: ignore[arg-type]
+        self.state.clear_pending(case_hash)
+        self.state.put_case(case_hash, dims)
+        for c in contributions(event):
+            self.count(case_hash, c)
+
+    def _session(self, event: SessionRecorded) -> None:
+        case_hash = self.hash("case", event.case_id)
+        found = contributions(event)
+        first = found[0]
+        if not self.state.claim(
+            f"session:{self.hash('session', event.session_id)}",
+            Fact("session", case_hash, first.province, first.day, NO_CATEGORY),
+        ):
+            return
+        for c in found:
+            self.count(case_hash, c)
+        self.count_distinct(
+            case_hash, Contribution(first.province, first.day, NO_CATEGORY, "women_reached", 1)
+        )
+
+    def _referral(self, event: ReferralEvent) -> None:
+        step = event.NAME + (f":{event.stage}" if isinstance(event, ReferralOverdue) else "")
+        if not isinstance(
+            event,
+            ReferralRequested
+            | ReferralAccepted
+            | ReferralRejected
+            | ReferralCompleted
+            | ReferralFailed
+            | ReferralCancelled
+            | ReferralOverdue,
+        ):
+            return  # started, on hold, resumed, notes: no figure
+        case_hash = self.hash("case", event.case_id)
+        referral_hash = self.hash("referral", event.referral_id)
+        found = contributions(event)
+        c = found[0]
+        kind = "completed" if isinstance(event, ReferralCompleted) else "referral"
+        if not self.state.claim(
+            f"ref:{referral_hash}:{step}", Fact(kind, case_hash, c.province, c.day, c.category)
+        ):
+            return
+        self.count(case_hash, c)
+        times = self.state.referral(referral_hash) or ReferralTimes(c.province, c.category, case_hash)
+        if isinstance(event, ReferralRequested):
+            times.requested_at = event.requested_at
+            if times.accepted_at:
+                self._duration(case_hash, times, HOURS_TO_ACCEPTANCE, times.accepted_at)
+            if times.completed_at:
+                self._duration(case_hash, times, HOURS_TO_COMPLETION, times.completed_at)
+        elif isinstance(event, ReferralAccepted):
+            times.accepted_at = event.at
+            if times.requested_at:
+                self._duration(case_hash, times, HOURS_TO_ACCEPTANCE, event.at)
+        elif isinstance(event, ReferralCompleted):
+            times.completed_at = event.at
+            if times.requested_at:
+                self._duration(case_hash, times, HOURS_TO_COMPLETION, event.at)
+            support = Contribution(c.province, c.day, c.category, "women_supported", 1)
+            self.count_distinct(case_hash, support)
+            self.count_distinct(case_hash, Contribution(c.province, c.day, NO_CATEGORY, "women_supported", 1))
+        else:
+            return
+        self.state.put_referral(referral_hash, times)
+
+    def _duration(self, case_hash: str, times: ReferralTimes, prefix: str, end: datetime) -> None:
+        assert times.requested_at is not None
+        hours = hours_between(times.requested_at, end)
+        self.count(
+            case_hash, Contribution(times.province, local_day(end), times.category, f"{prefix}{hours}", 1)
+        )
+
+
+@dataclass
+class MemoryState:
+    """The whole projection in memory: used by ``rebuild`` and by unit tests."""
+
+    facts: dict[str, Fact] = field(default_factory=dict)
+    cases: dict[str, CaseDims] = field(default_factory=dict)
+    referrals: dict[str, ReferralTimes] = field(default_factory=dict)
+    pendings: defaultdict[str, Counter[Cell]] = field(default_factory=lambda: defaultdict(Counter))
+    cube: Counter[Cell] = field(default_factory=Counter)
+
+    def claim(self, key: str, fact: Fact) -> bool:
+        if key in self.facts:
+            return False
+        self.facts[key] = fact
+        return True
+
+    def case(self, case_hash: str) -> CaseDims | None:
+        return self.cases.get(case_hash)
+
+    def put_case(self, case_hash: str, dims: CaseDims) -> None:
+        self.cases[case_hash] = dims
+
+    def referral(self, referral_hash: str) -> ReferralTimes | None:
+        return self.referrals.get(referral_hash)
+
+    def put_referral(self, referral_hash: str, times: ReferralTimes) -> None:
+        self.referrals[referral_hash] = times
+
+    def pending(self, case_hash: str) -> list[tuple[Cell, int]]:
+        found = self.pendings.get(case_hash)
+        return list(found.items()) if found else []
+
+    def add_pending(self, case_hash: str, cell: Cell, delta: int) -> None:
+        self.pendings[case_hash][cell] += delta
+
+    def clear_pending(self, case_hash: str) -> None:
+        self.pendings.pop(case_hash, None)
+
+    def bump(self, cell: Cell, delta: int) -> None:
+        self.cube[cell] += delta
+
+    def figures(self) -> dict[Cell, int]:
+        """The cube without empty cells (what the tables hold)."""
+        return {cell: value for cell, value in self.cube.items() if value}

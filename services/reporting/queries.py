@@ -1,0 +1,197 @@
+"""Report tables from cube rows: totals, per category, per group, derived figures (completion
+rate, median days), and the donor view with small cells suppressed. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.reporting.domain import (
+    ADDITIVE_METRICS,
+    DISTINCT_METRICS,
+    HOURS_TO_ACCEPTANCE,
+    HOURS_TO_COMPLETION,
+    NO_CATEGORY,
+)
+from services.reporting.suppression import grid_lines, label, suppress
+from shared.vocab import ServiceCategory
+
+CATEGORIES = tuple(c.value for c in ServiceCategory)
+#: Figures broken down by service category (the others are per case, message or activity).
+CATEGORY_METRICS = frozenset(
+    {
+        "needs_assessed",
+        "session_topics",
+        "referrals_requested",
+        "referrals_accepted",
+        "referrals_rejected",
+        "referrals_completed",
+        "referrals_failed",
+        "referrals_cancelled",
+        "referrals_overdue",
+        "needs_unmatched",
+        "women_supported",
+    }
+)
+METRICS = ADDITIVE_METRICS + DISTINCT_METRICS
+GROUPS = ("province", "channel", "migration_kind", "return_kind", "age_band")
+
+Value = int | float | str | None
+
+
+@dataclass
+class Block:
+    """The figures of one row of a report (or of its totals)."""
+
+    figures: Counter[str] = field(default_factory=Counter)
+    by_category: dict[str, Counter[str]] = field(default_factory=dict)
+    #: (histogram prefix, category or "") -> hours -> referrals
+    hours: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
+
+    def add(self, category: str, metric: str, value: int) -> None:
+        for prefix in (HOURS_TO_ACCEPTANCE, HOURS_TO_COMPLETION):
+            if metric.startswith(prefix):
+                hours = int(metric[len(prefix) :])
+                self.hours.setdefault((prefix, category), Counter())[hours] += value
+                self.hours.setdefault((prefix, NO_CATEGORY), Counter())[hours] += value
+                return
+        if category == NO_CATEGORY:
+            self.figures[metric] += value
+            return
+        self.by_category.setdefault(category, Counter())[metric] += value
+        if metric not in DISTINCT_METRICS:  # distinct totals have their own "" row
+            self.figures[metric] += value
+
+    def value(self, metric: str, category: str | None = None) -> int:
+        if category is None:
+            return self.figures.get(metric, 0)
+        return self.by_category.get(category, Counter()).get(metric, 0)
+
+
+def median_hours(histogram: Counter[int] | None) -> float | None:
+    """The median of a histogram of whole hours (mean of the two middle values for an even count)."""
+    if not histogram:
+        return None
+    n = sum(histogram.values())
+    if n == 0:
+        return None
+    ordered = sorted(histogram.items())
+
+    def nth(i: int) -> int:
+        seen = 0
+        for hours, count in ordered:
+            seen += count
+            if i < seen:
+                return hours
+        raise IndexError(i)
+
+    return nth(n // 2) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
+
+
+def median_days(histogram: Counter[int] | None) -> float | None:
+    """Median days (hours / 24, two decimals) from a histogram of whole hours."""
+    hours = median_hours(histogram)
+    return None if hours is None else round(hours / 24, 2)
+
+
+def completion_rate(completed: int, requested: int) -> float | None:
+    """Referrals completed / referrals requested in the same period and cell (3 decimals)."""
+    return round(completed / requested, 3) if requested else None
+
+
+def blocks(rows: Iterable[Sequence[Any]], n_groups: int) -> dict[tuple[str, ...], Block]:
+    """Rows ``(group values..., category, metric, value)`` -> one block per group."""
+    out: dict[tuple[str, ...], Block] = {}
+    for row in rows:
+        key = tuple(row[:n_groups])
+        out.setdefault(key, Block()).add(row[n_groups], row[n_groups + 1], int(row[n_groups + 2] or 0))
+    return out
+
+
+@dataclass
+class Report:
+    """A summary table: the totals and, when grouped, one row per group."""
+
+    group_by: tuple[str, ...]
+    total: Block
+    rows: dict[tuple[str, ...], Block]
+
+
+def _derived(block: Block, category: str, shown: dict[str, Value], k: int | None) -> dict[str, Value]:
+    cat = None if category == NO_CATEGORY else category
+    out: dict[str, Value] = {}
+    completed, requested = block.value("referrals_completed", cat), block.value("referrals_requested", cat)
+    visible = k is None or (
+        isinstance(shown.get("referrals_completed"), int)
+        and isinstance(shown.get("referrals_requested"), int)
+    )
+    out["completion_rate"] = completion_rate(completed, requested) if visible else None
+    for name, prefix in (
+        ("median_days_to_acceptance", HOURS_TO_ACCEPTANCE),
+        ("median_days_to_completion", HOURS_TO_COMPLETION),
+    ):
+        histogram = block.hours.get((prefix, category))
+        n = sum(histogram.values()) if histogram else 0
+        out[name] = median_days(histogram) if k is None or n >= k else None
+    return out
+
+
+def render(report: Report, k: int | None = None) -> dict[str, Any]:
+    """The report as JSON-ready dicts; with ``k`` (the donor view) small cells show as ``"<k"``
+    and enough others are hidden that no hidden cell can be worked out from the totals."""
+    groups = sorted(report.rows) if report.group_by else []
+    blocks_ = [report.rows[g] for g in groups]
+    hidden: dict[tuple[str, int, str], bool] = {}  # (metric, row index or -1, category or "") -> hidden
+    if k is not None:
+        for metric in METRICS:
+            cats = CATEGORIES if metric in CATEGORY_METRICS else ()
+            size, lines = grid_lines(len(blocks_), len(cats))
+            width = len(cats) + 1
+            positions: list[tuple[int, str]] = []
+            values: list[int] = []
+            for i in range(size):
+                r, c = divmod(i, width)
+                block = report.total if r == len(blocks_) else blocks_[r]
+                category = cats[c] if c < len(cats) else NO_CATEGORY
+                values.append(block.value(metric, category or None))
+                positions.append((-1 if r == len(blocks_) else r, category))
+            for i in suppress(values, lines, k):
+                hidden[(metric, *positions[i])] = True
+
+    def show(block: Block, row: int, metric: str, category: str) -> Value:
+        value = block.value(metric, category or None)
+        return label(k) if k is not None and hidden.get((metric, row, category)) else value
+
+    def one(block: Block, row: int) -> dict[str, Any]:
+        totals: dict[str, Value] = {m: show(block, row, m, NO_CATEGORY) for m in METRICS}
+        totals.update(_derived(block, NO_CATEGORY, totals, k))
+        by_category: dict[str, dict[str, Value]] = {}
+        for cat in CATEGORIES:
+            figures: dict[str, Value] = {m: show(block, row, m, cat) for m in sorted(CATEGORY_METRICS)}
+            figures.update(_derived(block, cat, figures, k))
+            by_category[cat] = figures
+        return {"totals": totals, "by_category": by_category}
+
+    out = one(report.total, -1)
+    out["rows"] = [
+        {"group": dict(zip(report.group_by, g, strict=True)), **one(b, r)}
+        for r, (g, b) in enumerate(zip(groups, blocks_, strict=True))
+    ]
+    return out
+
+
+def flat_table(rendered: dict[str, Any], group_by: Sequence[str]) -> tuple[list[str], list[list[Value]]]:
+    """One line per group (then the total) and category ("" = all): the table CSV and XLSX export."""
+    metrics = [*METRICS, "completion_rate", "median_days_to_acceptance", "median_days_to_completion"]
+    header = [*group_by, "category", *metrics]
+    lines: list[list[Value]] = []
+    entries = [(row["group"], row) for row in rendered["rows"]] + [
+        (dict.fromkeys(group_by, "total"), rendered)
+    ]
+    for group, row in entries:
+        lines.append([*(group[g] for g in group_by), "all", *(row["totals"].get(m) for m in metrics)])
+        for cat, figures in row["by_category"].items():
+            lines.append([*(group[g] for g in group_by), cat, *(figures.get(m, "") for m in metrics)])
+    return header, lines

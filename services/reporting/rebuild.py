@@ -1,0 +1,231 @@
+"""``osso reporting rebuild``: replay every event stream from its first message into fresh
+projection tables, then give them the live names.
+
+1. Each stream is read from sequence 1 up to its last sequence at the start, by an ephemeral pull
+   consumer (no acks, in order), and applied to an in-memory projection: the same rules the live
+   consumers run (``projections.py``), so the result must equal the live tables.
+2. The whole projection is bulk-written into tables named ``rpt_*__b<random>``.
+3. In one write transaction (live consumers wait for it): the events published since step 1 are
+   applied to the fresh tables, and the tables are renamed. An event a live consumer applies again
+   after the swap adds nothing: every figure is guarded by a keyed fact.
+Events that cannot be read, or that reporting cannot place (the ones live consumers dead-letter),
+are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from secrets import token_hex
+
+import nats
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.reporting.handlers import SUBSCRIPTIONS, apply_to
+from services.reporting.keys import hasher_for, phases_for
+from services.reporting.periods import Phases
+from services.reporting.projections import Hasher, MemoryState, Projection
+from services.reporting.settings import ReportingSettings
+from services.reporting.store import (
+    LIVE,
+    ProjectionTables,
+    cube_contents,
+    projection_tables,
+    swap,
+    write_memory_state,
+)
+from shared.db import create_schema, make_engine
+from shared.envelope import MalformedEvent, decode
+from shared.events import Event
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+STREAMS = tuple(stream.name for _, stream in SUBSCRIPTIONS)
+
+
+@dataclass
+class RebuildResult:
+    events: int = 0
+    skipped: int = 0
+    late_events: int = 0
+    seconds: float = 0.0
+    replay_seconds: float = 0.0
+    tables: str = ""
+    swapped: bool = False
+    last_seqs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+async def stream_events(
+    js: JetStreamContext, stream: str, first: int, last: int, batch: int = 1000
+) -> AsyncIterator[list[tuple[str, dict[str, str] | None, bytes]]]:
+    """Batches of ``(subject, headers, body)`` of ``stream`` from sequence ``first`` to ``last``."""
+    if last < first:
+        return
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=first,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=30.0,
+        max_waiting=1,
+    )
+    sub = await js.pull_subscribe(">", stream=stream, config=config)
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch, timeout=2.0)
+            except nats.errors.TimeoutError:
+                info = await js.stream_info(stream)
+                if info.state.last_seq < last or (await sub.consumer_info()).num_pending == 0:
+                    return  # messages removed by the stream's limits: nothing more will come
+                continue
+            out = []
+            done = False
+            for m in msgs:
+                seq = m.metadata.sequence.stream
+                if seq > last:
+                    done = True
+                    break
+                out.append((m.subject, m.headers, m.data))
+                done = seq >= last
+            if out:
+                yield out
+            if done:
+                return
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:  # the ephemeral consumer goes away on its own
+            pass
+
+
+def _decode(headers: dict[str, str] | None, body: bytes) -> Event | None:
+    try:
+        return decode(headers, body).data
+    except MalformedEvent:
+        return None
+
+
+async def replay_into(
+    js: JetStreamContext,
+    projection: Projection,
+    firsts: dict[str, int],
+    lasts: dict[str, int],
+    result: RebuildResult,
+) -> list[Event]:
+    """Apply every event of the streams in the given ranges; returns nothing kept (applied live)."""
+    for stream in STREAMS:
+        async for batch in stream_events(js, stream, firsts.get(stream, 1), lasts[stream]):
+            for _subject, headers, body in batch:
+                event = _decode(headers, body)
+                if event is None:
+                    result.skipped += 1
+                    continue
+                try:
+                    projection.apply(event)
+                except Exception:  # the live consumer dead-letters these too
+                    result.skipped += 1
+                    continue
+                result.events += 1
+    return []
+
+
+async def _late_events(js: JetStreamContext, firsts: dict[str, int], lasts: dict[str, int]) -> list[Event]:
+    events = []
+    for stream in STREAMS:
+        async for batch in stream_events(js, stream, firsts[stream], lasts[stream]):
+            events += [e for _, h, b in batch if (e := _decode(h, b)) is not None]
+    return events
+
+
+async def _last_seqs(js: JetStreamContext) -> dict[str, int]:
+    return {stream: (await js.stream_info(stream)).state.last_seq for stream in STREAMS}
+
+
+def _apply_late(
+    conn: Connection, events: list[Event], hasher: Hasher, phases: Phases, tables: ProjectionTables
+) -> int:
+    applied = 0
+    for event in events:
+        nested = conn.begin_nested()
+        try:
+            apply_to(conn, event, hasher, phases, tables)
+        except Exception:  # skipped, as the live consumer dead-letters it
+            nested.rollback()
+            continue
+        nested.commit()
+        applied += 1
+    return applied
+
+
+async def rebuild(
+    settings: ReportingSettings, *, swap_tables: bool = True, engine: AsyncEngine | None = None
+) -> RebuildResult:
+    """Rebuild the projection from the streams; with ``swap_tables`` the fresh tables go live, else
+    they stay beside the live ones (named in the result) for comparison."""
+    started = time.perf_counter()
+    hasher, phases = hasher_for(settings), phases_for(settings)
+    own_engine = engine is None
+    engine = engine or make_engine(settings.resolved_database_url("reporting"))
+    from services.reporting.store import metadata
+
+    await create_schema(engine, metadata)  # the live tables exist even on a first run
+    result = RebuildResult()
+    nc = await nats.connect(settings.bus.nats_url, name="osso-reporting-rebuild")
+    try:
+        js = nc.jetstream()
+        state = MemoryState()
+        projection = Projection(state, hasher, phases)
+        lasts = await _last_seqs(js)
+        await replay_into(js, projection, {}, lasts, result)
+        result.replay_seconds = time.perf_counter() - started
+
+        suffix = f"__b{token_hex(4)}"
+        md = MetaData()
+        fresh = projection_tables(md, suffix)
+        async with engine.begin() as conn:
+            await conn.run_sync(md.create_all)
+            await conn.run_sync(write_memory_state, fresh, state)
+        async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
+            now = await _last_seqs(js)
+            late = await _late_events(js, {s: lasts[s] + 1 for s in STREAMS}, now)
+            result.late_events = await conn.run_sync(_apply_late, late, hasher, phases, fresh)
+            result.events += result.late_events
+            if swap_tables:
+                await conn.run_sync(swap, fresh, LIVE)
+            result.last_seqs = now
+        result.swapped = swap_tables
+        result.tables = "rpt_*" if swap_tables else f"rpt_*{suffix}"
+        result.seconds = time.perf_counter() - started
+        log.info(
+            "reporting_rebuilt",
+            events=result.events,
+            skipped=result.skipped,
+            seconds=round(result.seconds, 2),
+        )
+        return result
+    finally:
+        await nc.close()
+        if own_engine:
+            await engine.dispose()
+
+
+async def compare(engine: AsyncEngine, suffix: str) -> tuple[int, int, int]:
+    """(cells only live, cells only fresh, cells that differ) between the live and fresh cubes."""
+    fresh = projection_tables(MetaData(), suffix)
+    async with engine.connect() as conn:
+        live_cells = await conn.run_sync(cube_contents, LIVE)
+        fresh_cells = await conn.run_sync(cube_contents, fresh)
+    only_live = len(live_cells.keys() - fresh_cells.keys())
+    only_fresh = len(fresh_cells.keys() - live_cells.keys())
+    differ = sum(1 for c in live_cells.keys() & fresh_cells.keys() if live_cells[c] != fresh_cells[c])
+    return only_live, only_fresh, differ
