@@ -60,3 +60,37 @@ def platform(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) 
     p.start()
     yield p
     p.stop()
+
+
+#: The machine's local PostgreSQL (trust auth for ``postgres`` on 127.0.0.1), for ``postgres``-marked tests.
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test module (dropped afterwards), as an async SQLAlchemy URL."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    import asyncpg
+
+    name = f"osso_test_{uuid.uuid4().hex[:12]}"
+
+    async def _admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def admin(sql: str) -> None:
+        # In a thread of its own: async fixtures may ask for this one while the test loop runs.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _admin(sql)).result()
+
+    try:
+        admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no local PostgreSQL on 127.0.0.1:5432: {type(exc).__name__}")
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

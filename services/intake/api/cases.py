@@ -272,7 +272,6 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         keys = duplicate_keys(identity, province)
         if not keys:
             return []
-        found: dict[str, set[str]] = {}
         pairs = [(k.kind, protector.digest(k)) for k in keys]
         found = await matching_cases(files.session, pairs, _visible_provinces(who))
         return [
@@ -382,7 +381,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                 pass
             if not pairs:
                 return []
-                return list(await matching_cases(session, pairs, provinces))
+            return list(await matching_cases(session, pairs, provinces))
         tokens = name_tokens(text)
         if not tokens:
             return []
