@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
@@ -287,7 +287,7 @@ def build_router(rt: Runtime, settings: ReferralSettings, intake: IntakeDetails)
 
     @router.get("/v1/referrals/{referral_id}/her-details", response_model=DetailsOut, tags=["partners"])
     async def her_details(
-        referral_id: str, who: Annotated[Principal, Depends(require(Role.PARTNER))]
+        referral_id: str, request: Request, who: Annotated[Principal, Depends(require(Role.PARTNER))]
     ) -> DetailsOut:
         """Her details that she consented to share with partners of this category (e.g. first name
         and phone for a legal-aid call-back), read from intake on each call; every read is audited
@@ -301,7 +301,8 @@ def build_router(rt: Runtime, settings: ReferralSettings, intake: IntakeDetails)
             )
         result, shared = "error", None
         try:
-            shared = await intake.shared(
+            client: IntakeDetails = getattr(request.app.state, "intake", intake)
+            shared = await client.shared(
                 case_id=row.case_id, category=row.category, partner_id=row.partner_id, referral_id=row.id
             )
             result = "ok"
