@@ -76,7 +76,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         clock=clock,
     )
     rt.add_background(dispatcher.run)
-    rt.include(handlers.build_router(rt, settings, plans, clock))
+    rt.include(handlers.build_router(rt, handlers.FollowUpPlanner(plans, settings, clock)))
     return create_http_app(
         rt, [api.build_router(rt, webhook_auth, phone_index, clock)], title="OSSO notification"
     )

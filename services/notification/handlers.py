@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import ClassVar
 
 from faststream import Context
 from faststream.middlewares import AckPolicy
@@ -145,19 +146,30 @@ async def _forget_numbers(uow: UnitOfWork, case_id: str) -> None:
         row.phone_hash = None
 
 
-def build_router(rt: Runtime, settings: NotificationSettings, plans: Plans, clock: Clock) -> NatsRouter:
-    router = NatsRouter()
+class FollowUpPlanner:
+    """Turns referral events into follow-ups according to the plans."""
 
-    async def profile_of(uow: UnitOfWork, case_id: str) -> ContactProfile | None:
+    TRIGGERS: ClassVar[dict[type[Event], str]] = {
+        ReferralAccepted: "referral.accepted",
+        ReferralStarted: "referral.in_progress",
+        ReferralCompleted: "referral.completed",
+    }
+
+    def __init__(self, plans: Plans, settings: NotificationSettings, clock: Clock) -> None:
+        self.plans = plans
+        self.settings = settings
+        self.clock = clock
+
+    async def _profile(self, uow: UnitOfWork, case_id: str) -> ContactProfile | None:
         row = await uow.session.get(ContactProfileRow, case_id)
         if row is None or not (row.opened or row.erased):
             return None
         return row.to_domain()
 
     async def schedule(
-        uow: UnitOfWork, trigger: str, event: ReferralEvent, appointment: datetime | None
+        self, uow: UnitOfWork, trigger: str, event: ReferralEvent, appointment: datetime | None
     ) -> None:
-        rules = plans.rules_for(trigger)
+        rules = self.plans.rules_for(trigger)
         if not rules:
             return
         follow_ups = plan_follow_ups(
@@ -165,41 +177,40 @@ def build_router(rt: Runtime, settings: NotificationSettings, plans: Plans, cloc
             case_id=event.case_id,
             province=event.province,
             referral_id=event.referral_id,
-            profile=await profile_of(uow, event.case_id),
-            now=clock(),
+            profile=await self._profile(uow, event.case_id),
+            now=self.clock(),
             new_id=uuid.uuid4,
-            delay_scale=settings.delay_scale,
+            delay_scale=self.settings.delay_scale,
             appointment_at=appointment,
         )
         for f in follow_ups:
             uow.session.add(FollowUpRow.from_domain(f))
             uow.emit(*f.events)
 
-    async def apply_referral_requested(uow: UnitOfWork, env: Envelope) -> None:
+    async def apply_referral_requested(self, uow: UnitOfWork, env: Envelope) -> None:
         requested = env.data
         assert isinstance(requested, ReferralRequested)
-        await schedule(uow, "referral.requested", requested, None)
+        await self.schedule(uow, "referral.requested", requested, None)
 
-    trigger_of: dict[type[Event], str] = {
-        ReferralAccepted: "referral.accepted",
-        ReferralStarted: "referral.in_progress",
-        ReferralCompleted: "referral.completed",
-    }
-
-    async def apply_referral_event(uow: UnitOfWork, env: Envelope) -> None:
+    async def apply_referral_event(self, uow: UnitOfWork, env: Envelope) -> None:
         event = env.data
         if not isinstance(event, ReferralEvent) or isinstance(event, ReferralRequested):
             return
-        name = f"referral.{event.NAME}"
-        if name in plans.cancel.referral:
-            at = getattr(event, "at", None) or clock()
+        if f"referral.{event.NAME}" in self.plans.cancel.referral:
+            at = getattr(event, "at", None) or self.clock()
             await cancel_pending(
                 uow, Reason.REFERRAL_CLOSED, at, case_id=event.case_id, referral_id=event.referral_id
             )
-        trigger = trigger_of.get(type(event))
+        trigger = self.TRIGGERS.get(type(event))
         if trigger is not None:
             appointment = event.appointment_at if isinstance(event, ReferralAccepted) else None
-            await schedule(uow, trigger, event, appointment)
+            await self.schedule(uow, trigger, event, appointment)
+
+
+def build_router(rt: Runtime, planner: FollowUpPlanner) -> NatsRouter:
+    router = NatsRouter()
+    apply_referral_requested = planner.apply_referral_requested
+    apply_referral_event = planner.apply_referral_event
 
     consumers = {
         "notification-case-events": (
