@@ -19,7 +19,7 @@ from services.reporting import charts
 from services.reporting.donor import FIGURE_METRICS, donor_report
 from services.reporting.exports import to_csv, to_xlsx
 from services.reporting.keys import phases_for
-from services.reporting.periods import key_for_range, months_between, parse_period
+from services.reporting.periods import key_for_range, months_between, parse_period, plan
 from services.reporting.queries import GROUPS, Block, Report, blocks, flat_table, render
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import CubeQuery, audit, cube_rows, distinct_rows, record_audit
@@ -84,7 +84,7 @@ def run_report(session: Session, q: CubeQuery) -> Report:
 
     def rows(query: CubeQuery) -> list[tuple[Any, ...]]:
         found = cube_rows(session, query)
-        if query.period is None:  # a range that is no pre-aggregated period: distinct from the facts
+        if query.distinct is None:  # a range that is no pre-aggregated period: distinct from the facts
             found += distinct_rows(session, query)
         return found
 
@@ -147,8 +147,10 @@ def build_router(rt: Runtime) -> APIRouter:
         unknown = [g for g in groups if g not in GROUPS]
         if unknown:
             raise BadQuery(f"group_by: unknown dimension {unknown[0]!r}; use {', '.join(GROUPS)}")
+        where = plan(from_, to, phases)
         q = CubeQuery(
-            period=key_for_range(from_, to, phases),
+            additive=where.additive,
+            distinct=where.distinct,
             start=from_,
             end=to,
             provinces=scope,
@@ -166,7 +168,7 @@ def build_router(rt: Runtime) -> APIRouter:
             province=scope[0] if len(scope) == 1 else None,
             from_=from_,
             to=to,
-            period=q.period,
+            period=key_for_range(from_, to, phases),
             group_by=list(groups),
             suppression_k=k,
             cases_opened=totals["cases_opened"],
@@ -265,9 +267,8 @@ def build_router(rt: Runtime) -> APIRouter:
                 f"phase: no project phase {phase!r}; configured: {', '.join(n for n, _, _ in phases.ranges)}"
             )
         scope = _provinces(provinces)
-        q = CubeQuery(
-            period=f"P{phase}", start=found[0], end=found[1], provinces=scope, group_by=("province",)
-        )
+        key = f"P{phase}"
+        q = CubeQuery(additive=(key,), distinct=key, provinces=scope, group_by=("province",))
         async with rt.sessions() as session:
             report = await session.run_sync(run_report, q)
         k = view_k(who, view)
@@ -314,7 +315,7 @@ def build_router(rt: Runtime) -> APIRouter:
         def monthly(session: Session) -> Report:
             rows: list[tuple[Any, ...]] = []
             for m in months:
-                q = CubeQuery(period=m, start=None, end=None, provinces=scope)
+                q = CubeQuery(additive=(m,), distinct=m, provinces=scope)
                 rows += [(m, *row) for row in cube_rows(session, q, metrics=[figure])]
             by_month = blocks(rows, 1)
             total = Block()

@@ -10,7 +10,6 @@ import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
 
 ALL = "ALL"
 
@@ -55,19 +54,40 @@ class Phases:
         return None
 
 
-@lru_cache(maxsize=8192)
-def _calendar_keys(d: date) -> tuple[str, str, str, str]:
-    return day_key(d), month_key(d), quarter_key(d), year_key(d)
+ALL_MONTHS = "M*"
 
 
 def additive_keys(d: date, phases: Phases) -> tuple[str, ...]:
-    """Every period key a count on day ``d`` adds to (day, month, quarter, year, phases, all)."""
-    return (*_calendar_keys(d), *phases.containing(d), ALL)
+    """The period keys a count on day ``d`` adds to: its day, its month and the phases containing
+    it (quarters, years and all time are sums of months)."""
+    return (day_key(d), month_key(d), *phases.containing(d))
 
 
 def distinct_keys(d: date, phases: Phases) -> tuple[str, ...]:
-    """The period keys a distinct count (women reached) is pre-aggregated for: all but the day."""
-    return (*_calendar_keys(d)[1:], *phases.containing(d), ALL)
+    """The period keys a distinct count (women reached) is kept for: distinct counts do not add up,
+    so every month, quarter, year, phase and all time has its own."""
+    return (month_key(d), quarter_key(d), year_key(d), *phases.containing(d), ALL)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a report over a range reads its figures: ``additive`` period keys (``M*`` = every month;
+    None = sum the days of the range) and the ``distinct`` key (None = count from the facts)."""
+
+    additive: tuple[str, ...] | None
+    distinct: str | None
+
+
+def plan(start: date | None, end: date | None, phases: Phases) -> Plan:
+    key = key_for_range(start, end, phases)
+    if key is None or key.startswith("D"):
+        return Plan((key,) if key else None, None)
+    if key == ALL:
+        return Plan((ALL_MONTHS,), ALL)
+    if key.startswith("Q") or key.startswith("Y"):
+        assert start is not None and end is not None
+        return Plan(tuple(months_between(start, end)), key)
+    return Plan((key,), key)
 
 
 def month_range(year: int, month: int) -> tuple[date, date]:

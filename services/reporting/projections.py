@@ -123,6 +123,8 @@ class State(Protocol):
 
     def bump(self, cell: Cell, delta: int) -> None: ...
 
+    def bump_all(self, cells: list[Cell], delta: int) -> None: ...
+
 
 class Hasher:
     """Keyed hash (HMAC-SHA256, 128 bits kept) of ids, so a projection can count distinct women
@@ -159,35 +161,54 @@ class Projection:
         self.state = state
         self.hash = hasher
         self.phases = phases
+        self._period_cache: dict[date, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._dims_for: str | None = None
+        self._dims_cached: tuple[tuple[str, str, str, str], bool] = ((PENDING,) * 4, True)  # type: ignore[assignment]
 
     # -- counting ------------------------------------------------------------------------------
-    def _dims(self, case_hash: str | None, channel: str | None) -> tuple[tuple[str, str, str, str], bool]:
+    def _dims(self, case_hash: str | None) -> tuple[tuple[str, str, str, str], bool]:
+        """The case's four categories (``?`` until it is opened) and whether they are pending."""
         if case_hash is None:
-            return (NOT_A_CASE,) * 4, False  # type: ignore[return-value]
-        dims = self.state.case(case_hash)
-        if dims is None:
-            return (channel or PENDING, PENDING, PENDING, PENDING), True
-        return (channel or dims.channel, dims.migration_kind, dims.return_kind, dims.age_band), False
+            return (NOT_A_CASE, NOT_A_CASE, NOT_A_CASE, NOT_A_CASE), False
+        if case_hash != self._dims_for:
+            dims = self.state.case(case_hash)
+            self._dims_for = case_hash
+            self._dims_cached = (
+                ((PENDING, PENDING, PENDING, PENDING), True)
+                if dims is None
+                else ((dims.channel, dims.migration_kind, dims.return_kind, dims.age_band), False)
+            )
+        return self._dims_cached
 
     def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
-        dims, pending = self._dims(case_hash, c.channel)
-        bump = self.state.bump
+        (channel, migration, return_kind, age), pending = self._dims(case_hash)
+        if c.channel is not None:
+            channel = c.channel
+        province, category, metric = c.province, c.category, c.metric
+        cells = []
         for period in periods:
-            bump((period, c.province, c.category, ROLLUP, ROLLUP, ROLLUP, ROLLUP, c.metric), c.delta)
-            cell = (period, c.province, c.category, *dims, c.metric)
-            bump(cell, c.delta)
-            if pending:
-                assert case_hash is not None
+            cells.append((period, province, category, ROLLUP, ROLLUP, ROLLUP, ROLLUP, metric))
+            cells.append((period, province, category, channel, migration, return_kind, age, metric))
+        self.state.bump_all(cells, c.delta)
+        if pending:
+            assert case_hash is not None
+            for cell in cells[1::2]:
                 self.state.add_pending(case_hash, cell, c.delta)
 
+    def _periods(self, d: date) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        found = self._period_cache.get(d)
+        if found is None:
+            found = self._period_cache[d] = (additive_keys(d, self.phases), distinct_keys(d, self.phases))
+        return found
+
     def count(self, case_hash: str | None, c: Contribution) -> None:
-        """Add an additive figure to the day and every period containing it."""
+        """Add an additive figure to its day, month and phases."""
         if c.delta:
-            self._add(additive_keys(c.day, self.phases), case_hash, c)
+            self._add(self._periods(c.day)[0], case_hash, c)
 
     def count_distinct(self, case_hash: str, c: Contribution) -> None:
         """Add 1 to a distinct-women figure in each period where she was not counted yet."""
-        for period in distinct_keys(c.day, self.phases):
+        for period in self._periods(c.day)[1]:
             key = f"d:{c.metric}:{c.category}:{period}:{c.province}:{case_hash}"
             if self.state.claim(key, Fact("distinct", case_hash, c.province, c.day, c.category)):
                 self._add((period,), case_hash, c)
@@ -195,6 +216,7 @@ class Projection:
     # -- events ----------------------------------------------------------------------------------
     def apply(self, event: Event) -> None:
         """Apply one event (any type; the ones reporting does not count change nothing)."""
+        self._dims_for = None  # a case's categories may change with this event (case.opened)
         match event:
             case CaseOpened():
                 self._case_opened(event)
@@ -265,6 +287,7 @@ class Projection:
             self.state.bump(moved, delta)  # type: ignore[arg-type]
         self.state.clear_pending(case_hash)
         self.state.put_case(case_hash, dims)
+        self._dims_for = None
         for c in contributions(event):
             self.count(case_hash, c)
 
@@ -344,7 +367,7 @@ class MemoryState:
     cases: dict[str, CaseDims] = field(default_factory=dict)
     referrals: dict[str, ReferralTimes] = field(default_factory=dict)
     pendings: defaultdict[str, Counter[Cell]] = field(default_factory=lambda: defaultdict(Counter))
-    cube: Counter[Cell] = field(default_factory=Counter)
+    cube: defaultdict[Cell, int] = field(default_factory=lambda: defaultdict(int))
 
     def claim(self, key: str, fact: Fact) -> bool:
         if key in self.facts:
@@ -376,6 +399,11 @@ class MemoryState:
 
     def bump(self, cell: Cell, delta: int) -> None:
         self.cube[cell] += delta
+
+    def bump_all(self, cells: list[Cell], delta: int) -> None:
+        cube = self.cube
+        for cell in cells:
+            cube[cell] += delta
 
     def figures(self) -> dict[Cell, int]:
         """The cube without empty cells (what the tables hold)."""

@@ -34,6 +34,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from services.reporting.domain import DISTINCT_METRICS
+from services.reporting.periods import ALL_MONTHS
 from services.reporting.projections import CaseDims, Cell, Fact, MemoryState, ReferralTimes
 from shared.db import UtcDateTime
 
@@ -223,6 +225,10 @@ class SqlState:
     def bump(self, cell: Cell, delta: int) -> None:
         self._cube[cell] += delta
 
+    def bump_all(self, cells: list[Cell], delta: int) -> None:
+        for cell in cells:
+            self._cube[cell] += delta
+
     def flush(self) -> None:
         cube = [{**_cell_dict(cell), "value": v} for cell, v in self._cube.items() if v]
         _increment_rows(self.s, self.t.cube, CELL_COLUMNS, "value", cube)
@@ -307,11 +313,14 @@ def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cel
 
 @dataclass(frozen=True)
 class CubeQuery:
-    """Which cells a report sums. ``period`` is a pre-aggregated key, or None for a day range."""
+    """Which cells a report sums: additive figures from the ``additive`` period keys (``M*`` = every
+    month; None = the days ``start``..``end``), distinct ones from the ``distinct`` key (None = from
+    the facts, see :func:`distinct_rows`)."""
 
-    period: str | None
-    start: date | None
-    end: date | None
+    additive: tuple[str, ...] | None
+    distinct: str | None
+    start: date | None = None
+    end: date | None = None
     provinces: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()  # province and/or case dimensions
     filters: tuple[tuple[str, str], ...] = ()  # (dimension, value)
@@ -327,30 +336,41 @@ def cube_rows(
     """``(group values..., category, metric, sum)`` rows from the cube."""
     t = tables.cube
     groups = [t.c[g] for g in q.group_by]
-    stmt = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value)).group_by(
+    base = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value)).group_by(
         *groups, t.c.category, t.c.metric
     )
-    if q.period is not None:
-        stmt = stmt.where(t.c.period == q.period)
-    else:
-        lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
-        hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
-        stmt = stmt.where(t.c.period >= lo, t.c.period <= hi)
     if q.provinces:
-        stmt = stmt.where(
+        base = base.where(
             t.c.province == q.provinces[0] if len(q.provinces) == 1 else t.c.province.in_(q.provinces)
         )
     if _uses_dims(q):
-        stmt = stmt.where(t.c.channel != "*")
+        base = base.where(t.c.channel != "*")
         for dim, value in q.filters:
-            stmt = stmt.where(t.c[dim] == value)
+            base = base.where(t.c[dim] == value)
     else:
-        stmt = stmt.where(
+        base = base.where(
             t.c.channel == "*", t.c.migration_kind == "*", t.c.return_kind == "*", t.c.age_band == "*"
         )
-    if metrics is not None:
-        stmt = stmt.where(t.c.metric.in_(list(metrics)))
-    return [tuple(row) for row in session.execute(stmt)]
+    wanted = set(metrics) if metrics is not None else None
+    additive = base
+    if q.additive is None:
+        lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
+        hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
+        additive = additive.where(t.c.period >= lo, t.c.period <= hi)
+    elif q.additive == (ALL_MONTHS,):
+        additive = additive.where(t.c.period.like("M%"))
+    elif len(q.additive) == 1:
+        additive = additive.where(t.c.period == q.additive[0])
+    else:
+        additive = additive.where(t.c.period.in_(q.additive))
+    additive = additive.where(t.c.metric.not_in(DISTINCT_METRICS))
+    if wanted is not None:
+        additive = additive.where(t.c.metric.in_(wanted))
+    rows = [tuple(row) for row in session.execute(additive)]
+    if q.distinct is not None and (wanted is None or wanted & set(DISTINCT_METRICS)):
+        distinct = base.where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
+        rows += [tuple(row) for row in session.execute(distinct)]
+    return rows
 
 
 def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIVE) -> list[tuple[Any, ...]]:
