@@ -30,6 +30,10 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(PY) -m pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
 
+## Regenerate docs/asyncapi.json and docs/event-schemas.json after a (compatible) contract change.
+contracts: $(STAMP)
+	$(VENV)/bin/osso contracts --out docs
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services deploy tests
 	$(VENV)/bin/mypy shared services deploy

@@ -11,6 +11,7 @@ import nats
 import typer
 
 from deploy.runner import Platform, provision_streams, run_forever
+from services.referral import cli as referral_cli
 from services.reporting import cli as reporting_cli
 from shared.auth import Role, mint_token
 from shared.crypto import ensure_secret_file
@@ -21,6 +22,7 @@ app = typer.Typer(help="OSSO Platform operations.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 app.add_typer(reporting_cli.app, name="reporting")
+app.add_typer(referral_cli.app, name="referral")
 
 NatsUrl = Annotated[str | None, typer.Option(envvar="OSSO_NATS_URL", help="NATS server URL")]
 
@@ -159,6 +161,17 @@ def token(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def contracts(out: Annotated[Path, typer.Option(help="where to write")] = Path("docs")) -> None:
+    """Write the AsyncAPI document and the event JSON Schemas (commit them with any contract change)."""
+    from shared.contracts import asyncapi_document, event_schemas
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "asyncapi.json").write_text(json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n")
+    (out / "event-schemas.json").write_text(json.dumps(event_schemas(), indent=2, ensure_ascii=False) + "\n")
+    typer.echo(f"wrote {out / 'asyncapi.json'} and {out / 'event-schemas.json'}")
 
 
 def main() -> None:
