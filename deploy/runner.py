@@ -88,6 +88,7 @@ class Platform:
                 "OSSO_DATA_DIR": str(self.data_dir),
                 f"OSSO_{service.upper()}_PORT": str(port or self.ports[service]),
                 "OSSO_NOTIFICATION_INTAKE_URL": self.url("intake"),
+                "OSSO_REFERRAL_INTAKE_URL": self.url("intake"),
             }
         )
         if self.seed_demo:

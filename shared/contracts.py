@@ -22,8 +22,8 @@ VERSION = "1.0.0"
 
 def subject_pattern(cls: type[Event]) -> str:
     """The event's subject with its variable tokens named, e.g. ``osso.case.{province}.opened``."""
-    placeholder = cls.model_construct(province="{province}", partner_id="{partner_id}")
-    return placeholder.subject()
+    names: dict[str, Any] = {"province": "{province}", "partner_id": "{partner_id}"}
+    return cls.model_construct(**names).subject()
 
 
 def _stream_of(subject: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -253,6 +254,8 @@ class Dispatcher:
 
         outcomes = await asyncio.gather(*(one(r) for r in rows))
         await self._record(list(zip(rows, outcomes, strict=True)), now)
+        kinds = Counter(type(o).__name__.lower() for o in outcomes)
+        log.info("batch_dispatched", worker=self.worker, claimed=len(rows), **kinds)
         return len(rows)
 
     # -- one message -----------------------------------------------------------------------------------

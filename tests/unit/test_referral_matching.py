@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 from services.referral.calendar import WorkingCalendar
@@ -64,7 +65,7 @@ class TestRank:
 
 
 class TestMatchNeeds:
-    services = [svc("hn-legal"), svc("hn-psy", cat=PSY)]
+    services: ClassVar[list[PartnerService]] = [svc("hn-legal"), svc("hn-psy", cat=PSY)]
 
     def plan(self, case: CaseFacts, *needs: ServiceCategory):  # type: ignore[no-untyped-def]
         ids = iter(f"r{i}" for i in range(10))
