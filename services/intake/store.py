@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, Index, Table, delete, func, select
+from sqlalchemy import JSON, Column, Index, Select, Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -183,12 +183,12 @@ async def matching_cases(
 
 
 async def cases_with_all_tokens(
-    session: AsyncSession, digests: list[str], provinces: list[str] | None, limit: int = 5000
-) -> list[str]:
-    """Case ids whose folded name has every token: driven by the rarest token, so a common word
-    ("thi") costs nothing when a rare one is present."""
+    session: AsyncSession, digests: list[str], provinces: list[str] | None
+) -> Select[Any] | None:
+    """A query of the case ids whose folded name has every token (None: no case can match),
+    driven by the rarest token so that a common word ("thi") costs little."""
     if not digests:
-        return []
+        return None
     counts_q = (
         select(lookups.c.digest, func.count())
         .where(lookups.c.kind == "name_token", lookups.c.digest.in_(digests))
@@ -196,7 +196,7 @@ async def cases_with_all_tokens(
     )
     counts: dict[str, int] = dict((await session.execute(counts_q)).tuples().all())
     if len(counts) < len(set(digests)):
-        return []  # some word matches nobody
+        return None  # some word matches nobody
     ordered = sorted(counts, key=lambda d: counts[d])
     q = select(lookups.c.case_id).where(lookups.c.kind == "name_token", lookups.c.digest == ordered[0])
     if provinces is not None:
@@ -204,4 +204,4 @@ async def cases_with_all_tokens(
     for digest in ordered[1:]:
         other = select(lookups.c.case_id).where(lookups.c.kind == "name_token", lookups.c.digest == digest)
         q = q.where(lookups.c.case_id.in_(other))
-    return list((await session.execute(q.limit(limit))).scalars())
+    return q

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from services.intake.api.models import (
     CaseIn,
@@ -302,12 +302,12 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             provinces = [province] if provinces is None or province in provinces else []
         if provinces == []:
             return CaseList(items=[], total=0, limit=limit, offset=offset)
-        ids: list[str] | None = None
+        ids: list[str] | Select[Any] | None = None
         async with rt.uow() as uow:
             session = uow.session
             if q is not None:
                 ids = await _match_query(session, q, provinces)
-                if not ids:
+                if ids is None or ids == []:
                     return CaseList(items=[], total=0, limit=limit, offset=offset)
             conds: list[Any] = [cases.c.erased_at.is_(None)]
             if provinces is not None:
@@ -365,7 +365,10 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             await uow.commit()
         return CaseList(items=items, total=total, limit=limit, offset=offset)
 
-    async def _match_query(session: Any, q: str, provinces: list[str] | None) -> list[str]:
+    async def _match_query(
+        session: Any, q: str, provinces: list[str] | None
+    ) -> list[str] | Select[Any] | None:
+        """The cases ``q`` finds: a list of ids, or a query of them for name words."""
         text = q.strip()
         digits = "".join(ch for ch in text if ch.isdigit())
         pairs: list[tuple[str, str]] = []
@@ -392,9 +395,8 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             )
             if provinces is not None:
                 full = full.where(lookups.c.province.in_(provinces))
-            exact = list((await session.execute(full.limit(5000))).scalars())
-            if exact:
-                return exact
+            if (await session.execute(full.limit(1))).first() is not None:
+                return full
         return await cases_with_all_tokens(
             session, [protector.index.digest(t, "name_token") for t in tokens], provinces
         )

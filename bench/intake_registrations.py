@@ -1,0 +1,136 @@
+"""Case registrations per second through intake's HTTP API: a real intake process (SQLite, real
+nats-server, outbox relay publishing), a concurrent HTTP client posting full case files.
+
+    .venv/bin/python bench/intake_registrations.py [--cases 2000] [--concurrency 32] [--rounds 3]
+
+Prints registrations/s per round and the median (target: >= 400/s on the 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from deploy.runner import (
+    Platform,
+    provision_streams,
+)
+from shared.auth import Role
+from shared.natsserver import NatsServer, free_port
+
+SURNAMES = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ"]
+MIDDLE = ["Thị", "Ngọc", "Thu", "Thanh", "Minh", "Kim"]
+GIVEN = ["Hoà", "Lan", "Mai", "Hương", "Trang", "Linh", "Hạnh", "Yến", "Thảo", "Nhung", "Vân", "Quế"]
+PROVINCES = ["01", "31", "92", "40", "42"]
+
+
+def letters(i: int) -> str:
+    """A unique letters-only word for ``i`` (names have no digits)."""
+    out = ""
+    while True:
+        i, r = divmod(i, 26)
+        out += chr(97 + r)
+        if not i:
+            return out.capitalize()
+
+
+def case_body(i: int, rnd: random.Random) -> dict[str, Any]:
+    year = rnd.randint(1970, 2004)
+    cccd = (
+        f"0{rnd.choice(['01', '31', '92', '40'])}{(year // 100 - 19) * 2}{year % 100:02d}{i % 1_000_000:06d}"
+    )
+    return {
+        "province": rnd.choice(PROVINCES),
+        "channel": rnd.choice(["walk_in", "hotline", "online", "handover"]),
+        "needs": rnd.sample(["legal", "health_education", "psychological", "livelihood", "children"], 2),
+        "consent": {"referral": True, "sms": True},
+        "woman": {
+            "full_name": f"{rnd.choice(SURNAMES)} {rnd.choice(MIDDLE)} {rnd.choice(GIVEN)} {letters(i)}",
+            "birth_year": year,
+            "phones": [f"09{i % 100_000_000:08d}"],
+            "cccd": cccd,
+        },
+        "story": {"migration_kind": "labour", "trafficking_status": "suspected"},
+        "confirm_not_duplicate": True,  # random names repeat; the check still runs on every request
+    }
+
+
+async def run_round(url: str, token: str, start: int, n: int, concurrency: int) -> float:
+    rnd = random.Random(start)
+    bodies = [case_body(start + i, rnd) for i in range(n)]
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    failures = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        while not queue.empty():
+            body = queue.get_nowait()
+            r = await client.post("/v1/cases", json=body)
+            if r.status_code != 201:
+                failures += 1
+                if failures == 1:
+                    print(f"  first failure: {r.status_code} {r.text[:300]}", file=sys.stderr)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
+    ) as client:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    if failures:
+        print(f"  {failures} requests failed", file=sys.stderr)
+    return n / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        nats_server = NatsServer(Path(tmp) / "nats").start()
+        asyncio.run(provision_streams(nats_server.url))
+        p = Platform(
+            data_dir=Path(tmp) / "platform",
+            nats_url=nats_server.url,
+            ports={"intake": free_port()},
+            seed_demo=False,
+            extra_env={"OSSO_LOG_LEVEL": "WARNING"},
+            log_dir=Path(tmp) / "logs",
+        )
+        p.start(services=("intake",))
+        try:
+            token = p.token(Role.CENTRAL_ADMIN)
+            asyncio.run(run_round(p.url("intake"), token, 10_000_000, 200, args.concurrency))  # warm-up
+            rates = []
+            for r in range(args.rounds):
+                rate = asyncio.run(
+                    run_round(p.url("intake"), token, r * args.cases, args.cases, args.concurrency)
+                )
+                rates.append(rate)
+                print(
+                    f"round {r + 1}: {rate:.0f} registrations/s ({args.cases} cases, {args.concurrency} concurrent)"
+                )
+            print(f"median: {statistics.median(rates):.0f} registrations/s")
+        finally:
+            p.stop()
+            nats_server.stop()
+
+
+if __name__ == "__main__":
+    main()
