@@ -77,3 +77,15 @@ def partner_consumers(
             await nc.close()
 
     asyncio.run(run())
+
+
+@app.command("asyncapi")
+def asyncapi(
+    out: Annotated[Path, typer.Option(help="where to write the document")] = Path("docs/asyncapi/referral.yaml"),
+) -> None:
+    """Regenerate the AsyncAPI document of referral's events (checked in; a test compares)."""
+    from services.referral.asyncapi import referral_asyncapi_yaml
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(referral_asyncapi_yaml())
+    typer.echo(f"{out}: written")
