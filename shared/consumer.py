@@ -1,10 +1,12 @@
-"""The idempotent consumer: applies a fetched batch in one transaction, one savepoint per event.
+"""The idempotent consumer: applies a fetched batch in one transaction.
 
-An event id is recorded in the ``inbox`` table in the same savepoint as its effect, so an event
+An event id is recorded in the ``inbox`` table in the same transaction as its effect, so an event
 delivered twice (re-published, or redelivered after a crash before the ack) is applied once.
-Acks are sent only after the commit. A failing event is rolled back alone, its error recorded,
-and it is redelivered after a delay until ``max_deliver``; then the dead-letterer takes it.
-An event that cannot be parsed is dead-lettered at once: redelivery could never fix it.
+Acks are sent only after the commit. The batch is first applied without savepoints (three SQL
+round trips fewer per event); if an event fails, the batch is redone with a savepoint per event so
+that the failing one is rolled back alone, its error recorded, and it is redelivered after a delay
+until ``max_deliver``; then the dead-letterer takes it. An event that cannot be parsed is
+dead-lettered at once: redelivery could never fix it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -35,6 +38,10 @@ log = get_logger(__name__)
 Apply = Callable[["UnitOfWork", Envelope], Awaitable[None]]
 
 
+class _IsolateFailures(Exception):
+    """An event of a batch failed on the fast path: redo the batch event by event."""
+
+
 class EventConsumer:
     def __init__(self, rt: Runtime, durable: str, stream: str, apply: Apply) -> None:
         self.rt = rt
@@ -56,58 +63,13 @@ class EventConsumer:
             except MalformedEvent as exc:
                 await self._dead_letter_now(m, str(exc))
 
-        applied: list[Msg] = []
-        duplicates: list[Msg] = []
-        failed: list[tuple[Msg, Envelope, str]] = []
         try:
-            async with self.rt.uow() as uow:
-                inbox = self.rt.tables.inbox
-                ids = [env.id for _, env in decoded]
-                seen = (
-                    set(
-                        (
-                            await uow.session.execute(
-                                select(inbox.c.event_id).where(
-                                    inbox.c.consumer == self.durable, inbox.c.event_id.in_(ids)
-                                )
-                            )
-                        ).scalars()
-                    )
-                    if ids
-                    else set()
-                )
-                now = datetime.now(UTC)
-                for m, env in decoded:
-                    if env.id in seen:
-                        duplicates.append(m)
-                        continue
-                    with self._tracer.start_as_current_span(
-                        f"{self.durable} process",
-                        context=extract_context(m.headers),
-                        kind=trace.SpanKind.CONSUMER,
-                        attributes={
-                            "messaging.system": "nats",
-                            "messaging.destination.name": m.subject,
-                            "messaging.message.id": env.id,
-                            "messaging.consumer.group.name": self.durable,
-                            "cloudevents.event_type": env.type,
-                        },
-                    ) as span:
-                        try:
-                            async with uow.savepoint():
-                                await self.apply(uow, env)
-                                await uow.session.execute(
-                                    insert(inbox).values(
-                                        consumer=self.durable, event_id=env.id, applied_at=now
-                                    )
-                                )
-                        except Exception as exc:
-                            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
-                            failed.append((m, env, f"{type(exc).__name__}: {exc}"))
-                            continue
-                    seen.add(env.id)
-                    applied.append(m)
-                await uow.commit()
+            try:
+                # Fast path: the whole batch in one transaction, no savepoints.
+                applied, duplicates, failed = await self._apply(decoded, isolate=False)
+            except _IsolateFailures:
+                # One event failed: redo the batch with a savepoint per event, so the others commit.
+                applied, duplicates, failed = await self._apply(decoded, isolate=True)
         except Exception as exc:
             # The batch transaction itself failed (database down, lock timeout): retry all later.
             log.warning(
@@ -130,6 +92,68 @@ class EventConsumer:
         if failed:
             EVENTS_CONSUMED.labels(self.rt.name, self.durable, "failed").inc(len(failed))
         BATCH_SECONDS.labels(self.rt.name, self.durable).observe(time.perf_counter() - started)
+
+    async def _apply(
+        self, decoded: list[tuple[Msg, Envelope]], *, isolate: bool
+    ) -> tuple[list[Msg], list[Msg], list[tuple[Msg, Envelope, str]]]:
+        """Apply a batch in one transaction; returns (applied, duplicates, failed).
+
+        Without ``isolate`` the first failure raises :class:`_IsolateFailures` (and everything is
+        rolled back); with it, each event runs in its own savepoint and failures are collected."""
+        applied: list[Msg] = []
+        duplicates: list[Msg] = []
+        failed: list[tuple[Msg, Envelope, str]] = []
+        inbox = self.rt.tables.inbox
+        async with self.rt.uow() as uow:
+            ids = [env.id for _, env in decoded]
+            seen: set[str] = set()
+            if ids:
+                query = select(inbox.c.event_id).where(
+                    inbox.c.consumer == self.durable, inbox.c.event_id.in_(ids)
+                )
+                seen = set((await uow.session.execute(query)).scalars())
+            applied_ids: list[str] = []
+            for m, env in decoded:
+                if env.id in seen:
+                    duplicates.append(m)
+                    continue
+                with self._span(m, env) as span:
+                    try:
+                        if isolate:
+                            async with uow.savepoint():
+                                await self.apply(uow, env)
+                        else:
+                            await self.apply(uow, env)
+                    except Exception as exc:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                        if not isolate:
+                            raise _IsolateFailures from exc
+                        failed.append((m, env, f"{type(exc).__name__}: {exc}"))
+                        continue
+                seen.add(env.id)
+                applied.append(m)
+                applied_ids.append(env.id)
+            if applied_ids:
+                now = datetime.now(UTC)
+                rows = [{"consumer": self.durable, "event_id": i, "applied_at": now} for i in applied_ids]
+                await uow.session.execute(insert(inbox), rows)
+            await uow.commit()
+        return applied, duplicates, failed
+
+    def _span(self, m: Msg, env: Envelope) -> AbstractContextManager[trace.Span]:
+        """A consumer span, child of the span that published the event (trace context in headers)."""
+        return self._tracer.start_as_current_span(
+            f"{self.durable} process",
+            context=extract_context(m.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": m.subject,
+                "messaging.message.id": env.id,
+                "messaging.consumer.group.name": self.durable,
+                "cloudevents.event_type": env.type,
+            },
+        )
 
     async def _nak(self, m: Msg) -> None:
         # Exponential backoff (capped at a minute), so a transient cause such as an event from

@@ -32,7 +32,7 @@ class UnitOfWork:
         self._sessions = sessions
         self._tables = tables
         self._on_commit = on_commit
-        self._pending: list[Event] = []
+        self._pending: list[dict[str, object]] = []
         self._emitted = 0
         self.session: AsyncSession
 
@@ -51,19 +51,15 @@ class UnitOfWork:
             await self.session.close()
 
     def emit(self, *events: Event) -> None:
-        """Record events to publish if, and only if, this unit of work commits."""
-        self._pending.extend(events)
+        """Record events to publish if, and only if, this unit of work commits.
 
-    async def flush_events(self) -> None:
-        """Write buffered events to the outbox (inside the current transaction)."""
-        if not self._pending:
-            return
+        Each event is encoded now, with the current trace context, so the trace links to the span
+        that caused it even though the outbox row is written later."""
         now = datetime.now(UTC)
-        rows = []
-        for event in self._pending:
+        for event in events:
             message = encode(event, time=now)
             headers = inject_headers(dict(message.headers))
-            rows.append(
+            self._pending.append(
                 {
                     "event_id": message.event_id,
                     "subject": message.subject,
@@ -73,7 +69,12 @@ class UnitOfWork:
                     "attempts": 0,
                 }
             )
-        self._pending.clear()
+
+    async def flush_events(self) -> None:
+        """Write buffered events to the outbox (inside the current transaction)."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
         self._emitted += len(rows)
         await self.session.execute(insert(self._tables.outbox), rows)
 

@@ -77,3 +77,34 @@ async def test_no_message_waits_for_ack_wait_in_a_partial_batch(
 
 def test_event_ids_are_uuids() -> None:
     assert uuid.UUID(opened().case_id)
+
+
+async def test_a_failing_event_in_a_batch_is_rolled_back_alone(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Nine good events and one poison in the same fetched batch: the nine are applied once (the
+    fast path is redone event by event), the poison is redelivered and finally dead-lettered."""
+    for i in range(10):
+        await publish(nats_server.url, opened(province="99" if i == 4 else "01"))
+    rt = reporting_runtime(tmp_path, nats_server.url, max_deliver=2, nak_delay=0.1, batch_size=50)
+    await rt.start()  # started after publishing: all ten arrive in one batch
+    try:
+
+        async def nine() -> bool:
+            return await metric_total(rt, "cases_opened") == 9
+
+        await aeventually(nine, timeout=10)
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+
+        async def dead_lettered() -> bool:
+            info = await js.stream_info("OSSO_DLQ")
+            return info.state.messages == 1
+
+        await aeventually(dead_lettered, timeout=15)
+        letter = await js.get_msg("OSSO_DLQ", 1)
+        assert letter.headers and "unknown province '99'" in letter.headers["osso-dlq-reason"]
+        await nc.close()
+        assert await metric_total(rt, "cases_opened") == 9
+    finally:
+        await rt.stop()
