@@ -34,8 +34,8 @@ from sqlalchemy import MetaData, func, select
 
 from deploy.runner import provision_streams
 from shared.envelope import Envelope, encode
-from shared.logs import configure_logging
 from shared.events import CaseOpened, ConsentSnapshot
+from shared.logs import configure_logging
 from shared.natsserver import NatsServer
 from shared.runtime import Runtime
 from shared.settings import BusSettings, PlatformSettings, ServiceSettings
