@@ -35,7 +35,7 @@ contracts: $(STAMP)
 	$(VENV)/bin/osso contracts --out docs
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services deploy tests
+	$(VENV)/bin/ruff check shared services deploy tests bench
 	$(VENV)/bin/mypy shared services deploy
 
 fmt: $(STAMP)
