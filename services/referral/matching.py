@@ -121,3 +121,24 @@ def best(
     """The best service for ``need``, or None when no partner is available."""
     ranked = rank(services, need, load)
     return ranked[0] if ranked else None
+
+
+class DirectoryIndex:
+    """Services grouped by (category, province) and (category, ward), built once per directory
+    version, so a need is ranked against the few services of its area instead of all of them (the
+    service does the same cut in SQL, ``store.candidate_services``)."""
+
+    def __init__(self, services: Iterable[PartnerService]) -> None:
+        self._by_area: dict[tuple[ServiceCategory, str], list[PartnerService]] = {}
+        for s in services:
+            for area in (*s.provinces, *(f"w{w}" for w in s.wards)):
+                self._by_area.setdefault((s.category, area), []).append(s)
+
+    def candidates(self, need: NeedToMatch) -> list[PartnerService]:
+        found = self._by_area.get((need.category, need.province), [])
+        if need.ward:
+            found = found + self._by_area.get((need.category, f"w{need.ward}"), [])
+        return found
+
+    def rank(self, need: NeedToMatch, load: Mapping[str, int] | None = None) -> list[Match]:
+        return rank(self.candidates(need), need, load)

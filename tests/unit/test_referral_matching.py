@@ -133,3 +133,27 @@ class TestWorkingDays:
         cal = WorkingCalendar(public_holidays=False, extra_holidays=[date(2026, 11, 30)])
         friday = datetime(2026, 11, 27, 10, 0, tzinfo=VN)
         assert cal.add_working_days(friday, 1).date() == date(2026, 12, 1)
+
+
+def test_area_index_ranks_like_the_full_scan() -> None:
+    import random
+
+    from services.referral.matching import DirectoryIndex
+
+    rng = random.Random(1)
+    services = [
+        svc(
+            f"s{i:03d}",
+            cat=rng.choice(list(ServiceCategory)),
+            provinces=frozenset(rng.sample(["01", "31", "92"], rng.choice((0, 1, 2)))),
+            wards=frozenset(rng.sample(["00070", "11560"], rng.choice((0, 1)))),
+            capacity=rng.choice((None, 1, 5)),
+        )
+        for i in range(300)
+    ]
+    load = {s.service_id: rng.randrange(3) for s in services}
+    index = DirectoryIndex(services)
+    for category in ServiceCategory:
+        for province, ward in (("01", None), ("01", "00070"), ("31", "11560"), ("92", None)):
+            need = NeedToMatch(category, province, ward)
+            assert index.rank(need, load) == rank(services, need, load)
