@@ -137,7 +137,9 @@ class DirectoryIndex:
     def candidates(self, need: NeedToMatch) -> list[PartnerService]:
         found = self._by_area.get((need.category, need.province), [])
         if need.ward:
-            found = found + self._by_area.get((need.category, f"w{need.ward}"), [])
+            in_ward = self._by_area.get((need.category, f"w{need.ward}"), [])
+            if in_ward:  # a service may serve both her province and her ward: once each
+                found = list({s.service_id: s for s in (*found, *in_ward)}.values())
         return found
 
     def rank(self, need: NeedToMatch, load: Mapping[str, int] | None = None) -> list[Match]:
