@@ -81,7 +81,9 @@ def partner_consumers(
 
 @app.command("asyncapi")
 def asyncapi(
-    out: Annotated[Path, typer.Option(help="where to write the document")] = Path("docs/asyncapi/referral.yaml"),
+    out: Annotated[Path, typer.Option(help="where to write the document")] = Path(
+        "docs/asyncapi/referral.yaml"
+    ),
 ) -> None:
     """Regenerate the AsyncAPI document of referral's events (checked in; a test compares)."""
     from services.referral.asyncapi import referral_asyncapi_yaml
