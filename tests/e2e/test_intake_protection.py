@@ -135,19 +135,24 @@ def test_no_input_makes_intake_fail(intake_only: Platform) -> None:
         role = "service" if operation.path.startswith("/internal") else "central_admin"
         headers = auth(intake_only, role)
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=25,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,
-            database=None,
-            phases=[Phase.explicit, Phase.generate],
-        )
-        def call(case: Any, headers: dict[str, str] = headers) -> None:
-            case.call_and_validate(base_url=base, headers=headers, checks=[not_a_server_error])
-            calls.append(case.path)
+        def make_call(headers: dict[str, str], strategy: Any) -> Any:
+            # A closure, not a default argument: hypothesis refuses @given on functions with defaults.
+            @given(case=strategy)
+            @settings(
+                max_examples=25,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                derandomize=True,
+                database=None,
+                phases=[Phase.explicit, Phase.generate],
+            )
+            def run(case: Any) -> None:
+                case.call_and_validate(base_url=base, headers=headers, checks=[not_a_server_error])
+                calls.append(case.path)
 
+            return run
+
+        call = make_call(headers, operation.as_strategy())
         call()
         tried += 1
     assert tried >= 15
