@@ -63,6 +63,16 @@ class Summary(BaseModel):
     rows: list[dict[str, Any]] = []
 
 
+View = Annotated[
+    Literal["exact", "donor"], Query(description="donor: show what a donor sees (small cells hidden)")
+]
+Provinces = Annotated[str | None, Query(description="comma-separated province codes or names")]
+GroupBy = Annotated[
+    list[str] | None, Query(description=f"any of {', '.join(GROUPS)} (repeat or comma-separate)")
+]
+Period = Annotated[str | None, Query(description="YYYY, YYYY-Qn, YYYY-MM, YYYY-MM-DD or a phase name")]
+
+
 READERS = require(Role.CASEWORKER, Role.SUPERVISOR, Role.CENTRAL_ADMIN, Role.DONOR)
 DIMENSION_FILTERS = ("channel", "migration_kind", "return_kind", "age_band")
 
@@ -179,15 +189,6 @@ def build_router(rt: Runtime) -> APIRouter:
             rows=rendered["rows"],
         )
         return summary, rendered
-
-    View = Annotated[
-        Literal["exact", "donor"], Query(description="donor: show what a donor sees (small cells hidden)")
-    ]
-    Provinces = Annotated[str | None, Query(description="comma-separated province codes or names")]
-    GroupBy = Annotated[
-        list[str] | None, Query(description=f"any of {', '.join(GROUPS)} (repeat or comma-separate)")
-    ]
-    Period = Annotated[str | None, Query(description="YYYY, YYYY-Qn, YYYY-MM, YYYY-MM-DD or a phase name")]
 
     @router.get("/v1/reports/summary", response_model=Summary, response_model_by_alias=True, tags=["reports"])
     async def summary(

@@ -72,7 +72,14 @@ def _cell_columns(primary_key: bool = True) -> list[Column[Any]]:
 
 def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
     """The projection tables named ``rpt_<name><suffix>`` on ``md``."""
-    cube = Table(f"rpt_cube{suffix}", md, *_cell_columns(), Column("value", BigInteger, nullable=False))
+    # WITHOUT ROWID on SQLite: the primary key index is the table, so each row is written once.
+    cube = Table(
+        f"rpt_cube{suffix}",
+        md,
+        *_cell_columns(),
+        Column("value", BigInteger, nullable=False),
+        sqlite_with_rowid=False,
+    )
     facts = Table(
         f"rpt_fact{suffix}",
         md,
@@ -82,6 +89,7 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         Column("province", String(2), nullable=False),
         Column("day", Date, nullable=False),
         Column("category", String(32), nullable=False),
+        sqlite_with_rowid=False,
     )
     Index(f"ix_rpt_fact{suffix}_kind_day", facts.c.kind, facts.c.day)
     cases = Table(
@@ -111,6 +119,7 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         Column("case_hash", String(32), primary_key=True),
         *_cell_columns(),
         Column("delta", BigInteger, nullable=False),
+        sqlite_with_rowid=False,
     )
     return ProjectionTables(cube, facts, cases, referrals, pending)
 
@@ -147,6 +156,42 @@ def _increment_rows(
         index_elements=list(keys), set_={column: getattr(table.c, column) + stmt.excluded[column]}
     )
     session.execute(stmt, rows)
+
+
+def _placeholders(conn: Connection, n: int) -> list[str]:
+    style = conn.dialect.paramstyle
+    if style == "qmark":
+        return ["?"] * n
+    if style in ("numeric_dollar",):
+        return [f"${i}" for i in range(1, n + 1)]
+    if style == "numeric":
+        return [f":{i}" for i in range(1, n + 1)]
+    return ["%s"] * n
+
+
+def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
+    """Add to cube cells with one driver-level ``executemany`` (no per-row SQL construction:
+    a batch or a rebuild writes hundreds of thousands of cells)."""
+    rows = [(*cell, value) for cell, value in cells if value]
+    if not rows:
+        return
+    names = ", ".join(CELL_COLUMNS)
+    marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 1))
+    sql = (
+        f'INSERT INTO "{table.name}" ({names}, value) VALUES ({marks}) '
+        f'ON CONFLICT ({names}) DO UPDATE SET value = "{table.name}".value + excluded.value'
+    )
+    conn.exec_driver_sql(sql, rows)
+
+
+def insert_facts(conn: Connection, table: Table, facts: Iterable[tuple[str, Fact]]) -> None:
+    """Insert new facts with one driver-level ``executemany``."""
+    rows = [(key, *fact) for key, fact in facts]
+    if not rows:
+        return
+    names = "key, kind, case_hash, province, day, category"
+    marks = ", ".join(_placeholders(conn, 6))
+    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
 
 
 def _cell_dict(cell: Cell) -> dict[str, str]:
@@ -262,8 +307,8 @@ def write_memory_state(
         for batch in chunks(rows):
             conn.execute(insert(table), batch)
 
-    put(tables.cube, ({**_cell_dict(cell), "value": v} for cell, v in state.cube.items() if v))
-    put(tables.facts, ({"key": k, **f._asdict()} for k, f in state.facts.items()))
+    increment_cells(conn, tables.cube, state.cube.items())
+    insert_facts(conn, tables.facts, state.facts.items())
     put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
     put(
         tables.referrals,
