@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import and_, or_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, or_, update
 from sqlmodel import col, select
 
 from services.notification.domain import (
@@ -58,6 +58,7 @@ log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 PHONE_HASH_PURPOSE = "notification:phone"
+_E164 = re.compile(r"\+[1-9]\d{7,14}")
 
 
 def system_clock(offset: float = 0.0) -> Clock:
@@ -296,7 +297,8 @@ class Dispatcher:
         if not contact.phone:
             return Cancel(Reason.NO_PHONE)
         try:
-            phone = to_e164(contact.phone)
+            # Intake stores E.164; parse only what does not look like it already.
+            phone = contact.phone if _E164.fullmatch(contact.phone) else to_e164(contact.phone)
         except InvalidPhone:
             return Cancel(Reason.NO_PHONE)
         text = self.templates.render(
@@ -326,32 +328,38 @@ class Dispatcher:
 
     # -- recording ---------------------------------------------------------------------------------------
     async def _record(self, results: Sequence[tuple[FollowUpRow, Outcome]], now: datetime) -> None:
+        """Write a batch's outcomes and events in one transaction, for the rows still claimed by us."""
+        t = FollowUpRow.__table__  # type: ignore[attr-defined]
         async with self.rt.uow() as uow:
-            events: list[Event] = []
-            for row, outcome in results:
-                values, event = self._transition(row, outcome, now)
-                if await self._update_claimed(uow.session, row.id, values):
-                    if event is not None:
-                        events.append(event)
-            uow.emit(*events)
-            await uow.commit()
-
-    async def _update_claimed(
-        self, session: AsyncSession, message_id: str, values: dict[str, object]
-    ) -> bool:
-        result = await session.execute(
-            update(FollowUpRow)
-            .where(
-                col(FollowUpRow.id) == message_id,
+            mine = select(FollowUpRow.id).where(
+                col(FollowUpRow.id).in_([row.id for row, _ in results]),
                 col(FollowUpRow.status) == SENDING,
                 col(FollowUpRow.claimed_by) == self.worker,
             )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        # 0 rows: our lease ran out and another dispatcher took the message (it re-sends with the
-        # same idempotency key, so the provider does not send it twice); it records the outcome.
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            if self._postgres:
+                mine = mine.with_for_update()
+            # A row not ours any more: our lease ran out and another dispatcher took it (it re-sends
+            # with the same idempotency key, so the provider does not send twice) and records it.
+            still_ours = set((await uow.session.execute(mine)).scalars())
+            groups: dict[tuple[str, ...], list[dict[str, object]]] = defaultdict(list)
+            events: list[Event] = []
+            for row, outcome in results:
+                if row.id not in still_ours:
+                    continue
+                values, event = self._transition(row, outcome, now)
+                params = {"k_id": row.id, **{f"v_{k}": v for k, v in values.items()}}
+                groups[tuple(sorted(values))].append(params)
+                if event is not None:
+                    events.append(event)
+            for keys, rows in groups.items():
+                stmt = (
+                    update(t)
+                    .where(t.c.id == bindparam("k_id"))
+                    .values({k: bindparam(f"v_{k}", type_=t.c[k].type) for k in keys})
+                )
+                await uow.session.execute(stmt, rows)  # one executemany per kind of outcome
+            uow.emit(*events)
+            await uow.commit()
 
     def _transition(
         self, row: FollowUpRow, outcome: Outcome, now: datetime

@@ -48,6 +48,8 @@ class Templates:
                 except TemplateError as exc:
                     raise TemplateConfigError(f"{source}: {name}.{lang}: {exc}") from None
         self.names = frozenset(texts)
+        # Renderings repeat (same template, language and appointment): keep them.
+        self._rendered: dict[tuple[str, str, tuple[tuple[str, Any], ...]], str] = {}
 
     @classmethod
     def load(cls, path: Path) -> Templates:
@@ -75,7 +77,17 @@ class Templates:
         except KeyError:
             raise UnknownTemplate(name) from None
         params.setdefault("appointment", None)
-        return " ".join(template.render(**params).split())
+        key = (name, lang, tuple(sorted(params.items())))
+        try:
+            return self._rendered[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable parameters: render without the cache
+            return " ".join(template.render(**params).split())
+        text = " ".join(template.render(**params).split())
+        if len(self._rendered) < 10_000:
+            self._rendered[key] = text
+        return text
 
 
 @functools.cache
