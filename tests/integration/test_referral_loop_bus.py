@@ -177,7 +177,21 @@ async def test_consent_withdrawn_cancels_open_referrals_on_each_partners_subject
             case_id=opened.case_id, province="01", needs=[Need(category=LIVELIHOOD)], at=datetime.now(UTC)
         ),
     )
-    await publish(nats_server.url, case_opened())  # a later event proves the consumer went past it
+    # A later event on the same consumer (another case closed) proves it went past the assessment.
+    other = case_opened((LEGAL,))
+    await publish(nats_server.url, other)
+    await wait_referrals(referral, other.case_id, 1)
+    await publish(
+        nats_server.url,
+        CaseStatusChanged(
+            case_id=other.case_id,
+            province="01",
+            from_status=CaseStatus.OPEN,
+            to_status=CaseStatus.CLOSED,
+            at=datetime.now(UTC),
+        ),
+    )
+    await wait_referrals(referral, other.case_id, 1, status="cancelled", reason="case_closed")
     assert len(await referrals(referral, opened.case_id)) == 2
 
 
@@ -324,6 +338,13 @@ async def test_overdue_reroutes_to_the_next_best_partner_with_a_controlled_clock
     [*_, accepted] = await referrals(referral, opened.case_id)
     assert accepted.overdue_completion and accepted.status == "accepted"
 
-    last_subject, last = (await referral_events(nats_server.url, opened.case_id))[-1]
-    assert last_subject == "osso.referral.hn-legal-clinic.overdue"
+    async def overdue_again() -> Event:
+        events = await referral_events(nats_server.url, opened.case_id)
+        assert [s for s, _ in events[-2:]] == [
+            "osso.referral.hn-legal-clinic.accepted",
+            "osso.referral.hn-legal-clinic.overdue",
+        ]
+        return events[-1][1]
+
+    last = await aeventually(overdue_again, timeout=20)  # the outbox relay publishes after the commit
     assert orjson.loads(last.model_dump_json())["stage"] == "completion"
