@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import nats
@@ -244,3 +245,44 @@ def test_two_replicas_one_killed_and_restarted_send_every_message_exactly_once(
             for form in (phone_of(i), phone_of(i)[1:], phone_of(i).replace("+84", "0")):
                 assert form not in blob
         wait_ready(p.url("notification"))
+
+
+def test_quiet_hours_defer_a_real_process_with_a_controlled_clock(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The process's clock is shifted to 23:00 in Vietnam: the check-in waits until 07:00."""
+    hcm = ZoneInfo("Asia/Ho_Chi_Minh")
+    now = datetime.now(UTC)
+    local = now.astimezone(hcm)
+    target = local.replace(hour=23, minute=0, second=0, microsecond=0)
+    offset = (target - local).total_seconds()
+    case = "case-night"
+    env = {"OSSO_NOTIFICATION_QUIET_HOURS_ENABLED": "true", "OSSO_NOTIFICATION_CLOCK_OFFSET": str(offset)}
+    with FakeIntake({case: phone_of(1)}) as intake:
+        p = Platform(
+            data_dir=tmp_path / "platform",
+            nats_url=nats_server.url,
+            ports={"intake": intake.port, "notification": free_port()},
+            seed_demo=False,
+            extra_env={**TEST_ENV, **env},
+            log_dir=tmp_path / "logs",
+        )
+        p.data_dir.mkdir(parents=True)
+        try:
+            p.start_service("notification")
+            asyncio.run(publish(nats_server.url, case_events(1, case)))
+
+            def deferred() -> dict[str, Any]:
+                msgs = httpx.get(
+                    p.url("notification") + "/v1/messages", params={"case_id": case}, headers=auth(p)
+                ).json()
+                assert msgs
+                due = datetime.fromisoformat(msgs[0]["due_at"]).astimezone(hcm)
+                assert (due.hour, due.minute) == (7, 0), due
+                return msgs[0]
+
+            msg = eventually(deferred, timeout=20, interval=0.2)
+            assert msg["status"] == "scheduled" and msg["sent_at"] is None
+            assert outbox_counts(p) == Counter()
+        finally:
+            p.stop()
