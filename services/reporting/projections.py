@@ -181,19 +181,28 @@ class Projection:
         return self._dims_cached
 
     def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
+        """Add to the cells of ``periods``: every roll-up (no category, each category alone, all
+        four) for months and longer; for days only none and all four (days are summed rarely)."""
         (channel, migration, return_kind, age), pending = self._dims(case_hash)
         if c.channel is not None:
             channel = c.channel
         province, category, metric = c.province, c.category, c.metric
+        R = ROLLUP
         cells = []
         for period in periods:
-            cells.append((period, province, category, ROLLUP, ROLLUP, ROLLUP, ROLLUP, metric))
+            cells.append((period, province, category, R, R, R, R, metric))
             cells.append((period, province, category, channel, migration, return_kind, age, metric))
+            if period[0] != "D":
+                cells.append((period, province, category, channel, R, R, R, metric))
+                cells.append((period, province, category, R, migration, R, R, metric))
+                cells.append((period, province, category, R, R, return_kind, R, metric))
+                cells.append((period, province, category, R, R, R, age, metric))
         self.state.bump_all(cells, c.delta)
         if pending:
             assert case_hash is not None
-            for cell in cells[1::2]:
-                self.state.add_pending(case_hash, cell, c.delta)
+            for cell in cells:
+                if PENDING in cell[3:7]:
+                    self.state.add_pending(case_hash, cell, c.delta)
 
     def _periods(self, d: date) -> tuple[tuple[str, ...], tuple[str, ...]]:
         found = self._period_cache.get(d)

@@ -36,7 +36,15 @@ from sqlalchemy.orm import Session
 
 from services.reporting.domain import DISTINCT_METRICS
 from services.reporting.periods import ALL_MONTHS
-from services.reporting.projections import CaseDims, Cell, Fact, MemoryState, ReferralTimes
+from services.reporting.projections import (
+    DIMENSIONS,
+    ROLLUP,
+    CaseDims,
+    Cell,
+    Fact,
+    MemoryState,
+    ReferralTimes,
+)
 from shared.db import UtcDateTime
 
 metadata = MetaData()
@@ -76,6 +84,7 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
     cube = Table(
         f"rpt_cube{suffix}",
         md,
+        Column("level", String(16), primary_key=True),
         *_cell_columns(),
         Column("value", BigInteger, nullable=False),
         sqlite_with_rowid=False,
@@ -169,14 +178,23 @@ def _placeholders(conn: Connection, n: int) -> list[str]:
     return ["%s"] * n
 
 
+def level(cell: Cell) -> str:
+    """Which roll-up a cell belongs to: ``all`` (no case category), one category's name, or ``full``.
+    It leads the cube's primary key, so a report reads only the cells of its roll-up."""
+    named = [n for n, v in zip(DIMENSIONS, cell[3:7], strict=True) if v != ROLLUP]
+    if not named:
+        return "all"
+    return named[0] if len(named) == 1 else "full"
+
+
 def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
     """Add to cube cells with one driver-level ``executemany`` (no per-row SQL construction:
     a batch or a rebuild writes hundreds of thousands of cells)."""
-    rows = [(*cell, value) for cell, value in cells if value]
+    rows = [(level(cell), *cell, value) for cell, value in cells if value]
     if not rows:
         return
-    names = ", ".join(CELL_COLUMNS)
-    marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 1))
+    names = ", ".join(("level", *CELL_COLUMNS))
+    marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
     sql = (
         f'INSERT INTO "{table.name}" ({names}, value) VALUES ({marks}) '
         f'ON CONFLICT ({names}) DO UPDATE SET value = "{table.name}".value + excluded.value'
@@ -275,8 +293,9 @@ class SqlState:
             self._cube[cell] += delta
 
     def flush(self) -> None:
-        cube = [{**_cell_dict(cell), "value": v} for cell, v in self._cube.items() if v]
-        _increment_rows(self.s, self.t.cube, CELL_COLUMNS, "value", cube)
+        increment_cells(
+            self.s.connection() if isinstance(self.s, Session) else self.s, self.t.cube, self._cube.items()
+        )
         pending = [
             {"case_hash": h, **_cell_dict(cell), "delta": d}
             for h, cells in self._pending.items()
@@ -371,8 +390,15 @@ class CubeQuery:
     filters: tuple[tuple[str, str], ...] = ()  # (dimension, value)
 
 
-def _uses_dims(q: CubeQuery) -> bool:
-    return any(g != "province" for g in q.group_by) or bool(q.filters)
+def _level(q: CubeQuery) -> str:
+    """The roll-up a query reads: ``all``, one case category (grouped or filtered by it alone,
+    over months or phases), or ``full``."""
+    used = {g for g in q.group_by if g != "province"} | {d for d, _ in q.filters}
+    if not used:
+        return "all"
+    if len(used) == 1 and q.additive is not None and not q.additive[0].startswith("D"):
+        return used.pop()
+    return "full"
 
 
 def cube_rows(
@@ -381,21 +407,13 @@ def cube_rows(
     """``(group values..., category, metric, sum)`` rows from the cube."""
     t = tables.cube
     groups = [t.c[g] for g in q.group_by]
-    base = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value)).group_by(
-        *groups, t.c.category, t.c.metric
+    base = (
+        select(*groups, t.c.category, t.c.metric, func.sum(t.c.value))
+        .where(t.c.level == _level(q))
+        .group_by(*groups, t.c.category, t.c.metric)
     )
-    if q.provinces:
-        base = base.where(
-            t.c.province == q.provinces[0] if len(q.provinces) == 1 else t.c.province.in_(q.provinces)
-        )
-    if _uses_dims(q):
-        base = base.where(t.c.channel != "*")
-        for dim, value in q.filters:
-            base = base.where(t.c[dim] == value)
-    else:
-        base = base.where(
-            t.c.channel == "*", t.c.migration_kind == "*", t.c.return_kind == "*", t.c.age_band == "*"
-        )
+    for dim, value in q.filters:
+        base = base.where(t.c[dim] == value)
     wanted = set(metrics) if metrics is not None else None
     additive = base
     if q.additive is None:
@@ -403,17 +421,21 @@ def cube_rows(
         hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
         additive = additive.where(t.c.period >= lo, t.c.period <= hi)
     elif q.additive == (ALL_MONTHS,):
-        additive = additive.where(t.c.period.like("M%"))
+        additive = additive.where(t.c.period > "M", t.c.period < "N")  # every month key, by the index
     elif len(q.additive) == 1:
         additive = additive.where(t.c.period == q.additive[0])
     else:
         additive = additive.where(t.c.period.in_(q.additive))
+    if q.provinces:
+        additive = additive.where(t.c.province.in_(q.provinces))
     additive = additive.where(t.c.metric.not_in(DISTINCT_METRICS))
     if wanted is not None:
         additive = additive.where(t.c.metric.in_(wanted))
     rows = [tuple(row) for row in session.execute(additive)]
     if q.distinct is not None and (wanted is None or wanted & set(DISTINCT_METRICS)):
         distinct = base.where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
+        if q.provinces:
+            distinct = distinct.where(t.c.province.in_(q.provinces))
         rows += [tuple(row) for row in session.execute(distinct)]
     return rows
 

@@ -29,7 +29,7 @@ async def metric_total(rt: Runtime, metric: str) -> int:
         value = (
             await session.execute(
                 select(func.sum(counts.c.value)).where(
-                    counts.c.metric == metric, counts.c.period.like("M%"), counts.c.channel == "*"
+                    counts.c.metric == metric, counts.c.period.like("M%"), counts.c.level == "all"
                 )
             )
         ).scalar()

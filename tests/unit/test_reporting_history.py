@@ -10,10 +10,12 @@ import random
 import statistics
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
@@ -276,7 +278,11 @@ def generate(n_cases: int, seed: int = 7) -> History:
 
 
 def expected(
-    h: History, start: date, end: date, provinces: set[str] | None = None
+    h: History,
+    start: date,
+    end: date,
+    provinces: set[str] | None = None,
+    case_filter: Callable[[CaseRecord], bool] | None = None,
 ) -> dict[str, float | int | None]:
     """The figures for days ``start``..``end`` (Vietnam) and ``provinces`` (all if None), computed
     from the generated records. Distinct women are counted per province, as the reports say."""
@@ -292,6 +298,8 @@ def expected(
     to_complete: list[int] = []
     for c in h.cases:
         p = c.province
+        if case_filter is not None and not case_filter(c):
+            continue
         if inside(c.opened_at, p):
             f["cases_opened"] += 1
         if c.closed_at and inside(c.closed_at, p):
@@ -335,7 +343,7 @@ def expected(
             if inside(at, p):
                 f["opted_out"] += 1
     for a in h.activities:
-        if not inside(a["day"], a["province"]):
+        if case_filter is not None or not inside(a["day"], a["province"]):
             continue
         everyone = sum(x.count for x in a["participants"])
         if a["kind"] == "outreach":
@@ -380,17 +388,30 @@ def tables_of(state: MemoryState) -> Engine:
     return engine
 
 
+def _flat(block: dict) -> dict[str, float | int | None]:
+    out = dict(block["totals"])
+    for cat, figures in block["by_category"].items():
+        out[f"women_supported/{cat}"] = figures["women_supported"]
+    return out
+
+
 def figures_from(
     engine: Engine, start: date | None, end: date | None, provinces: set[str] | None = None
 ) -> dict[str, float | int | None]:
     where = plan(start, end, Phases.of(PHASES))
     q = CubeQuery(where.additive, where.distinct, start, end, tuple(sorted(provinces or ())))
     with Session(engine) as session:
+        return _flat(render(run_report(session, q)))
+
+
+def grouped_from(
+    engine: Engine, start: date | None, end: date | None, group_by: tuple[str, ...]
+) -> dict[tuple[str, ...], dict[str, float | int | None]]:
+    where = plan(start, end, Phases.of(PHASES))
+    q = CubeQuery(where.additive, where.distinct, start, end, (), group_by)
+    with Session(engine) as session:
         rendered = render(run_report(session, q))
-    out = dict(rendered["totals"])
-    for cat, figures in rendered["by_category"].items():
-        out[f"women_supported/{cat}"] = figures["women_supported"]
-    return out
+    return {tuple(row["group"][g] for g in group_by): _flat(row) for row in rendered["rows"]}
 
 
 def assert_matches(actual: dict, wanted: dict) -> None:
@@ -419,11 +440,40 @@ CHECKS = [
 ]
 
 
+ENGINE = tables_of(project(HISTORY.events))
+
+
 def test_projection_gives_the_expected_figures_per_period_and_province() -> None:
-    engine = tables_of(project(HISTORY.events))
     for start, end, provinces in CHECKS:
         wanted = expected(HISTORY, start or date(1900, 1, 1), end or date(9999, 1, 1), provinces)
-        assert_matches(figures_from(engine, start, end, provinces), wanted)
+        assert_matches(figures_from(ENGINE, start, end, provinces), wanted)
+
+
+ATTRIBUTE = {"migration_kind": "migration", "return_kind": "return_kind", "age_band": "age_band"}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "group_by"),
+    [
+        (date(2025, 7, 1), date(2025, 9, 30), ("age_band",)),  # one category: its own roll-up
+        (*PHASES["phase-1"], ("province", "migration_kind")),
+        (date(2025, 1, 1), date(2025, 12, 31), ("province", "return_kind", "age_band")),  # all four
+        (date(2025, 6, 20), date(2025, 7, 9), ("age_band",)),  # days and facts
+    ],
+)
+def test_grouped_figures_match_per_group(start: date, end: date, group_by: tuple[str, ...]) -> None:
+    groups = grouped_from(ENGINE, start, end, group_by)
+    assert groups
+    for key, actual in groups.items():
+        values = dict(zip(group_by, key, strict=True))
+        if "none" in key:  # community activities, not a case
+            continue
+
+        def of_group(c: CaseRecord, values: dict[str, str] = values) -> bool:
+            return all(getattr(c, ATTRIBUTE[g]) == v for g, v in values.items() if g != "province")
+
+        province = {values["province"]} if "province" in values else None
+        assert_matches(actual, expected(HISTORY, start, end, province, of_group))
 
 
 def test_order_and_duplicates_do_not_change_a_figure() -> None:

@@ -1,0 +1,184 @@
+"""Summary query time over a reporting projection of 1,000,000 cases (target: <= 50 ms).
+
+The projection is built with reporting's own rules (``Projection``) from generated two-year
+histories in the five pilot provinces (the acceptance test's generator), 1,000 cases at a time:
+every fact key is local to a case, a referral or a message, so a block's keyed facts can be
+dropped once the block is applied without changing any figure. The cube, the case categories and
+the session/completion facts (for ranges that are no pre-aggregated period) are written to a SQLite
+file (kept in ``var/bench/``, reused by later runs), then each query is timed through the same code
+the HTTP route runs (``run_report`` + ``render``), and through the HTTP app itself.
+
+    .venv/bin/python bench/reporting_summary.py [--cases 1000000] [--runs 40] [--rebuild-db]
+
+Prints p50 and p95 in ms per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.orm import Session
+
+from services.reporting import api
+from services.reporting.periods import Phases, plan
+from services.reporting.projections import MemoryState, Projection
+from services.reporting.queries import render
+from services.reporting.settings import ReportingSettings
+from services.reporting.store import LIVE, CubeQuery, increment_cells, insert_facts, metadata
+from shared.auth import Role, mint_token
+from shared.runtime import Runtime, create_http_app
+from shared.settings import PlatformSettings
+from tests.unit.test_reporting_history import HASHER, PHASES, generate
+
+BLOCK = 1000
+
+
+def build(path: Path, n_cases: int) -> None:
+    path.unlink(missing_ok=True)
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    phases = Phases.of(PHASES)
+    cube: Counter = Counter()
+    started = time.perf_counter()
+    events = 0
+    for block in range(n_cases // BLOCK):
+        h = generate(BLOCK, seed=10_000 + block)
+        state = MemoryState()
+        projection = Projection(state, HASHER, phases)
+        for event in h.events:
+            projection.apply(event)
+        events += len(h.events)
+        cube.update(state.cube)
+        with engine.begin() as conn:
+            insert_facts(
+                conn,
+                LIVE.facts,
+                ((k, f) for k, f in state.facts.items() if f.kind in ("session", "completed")),
+            )
+            conn.execute(
+                insert(LIVE.cases), [{"case_hash": k, **d._asdict()} for k, d in state.cases.items()]
+            )
+        if block % 50 == 0:
+            rate = events / (time.perf_counter() - started)
+            print(
+                f"  {(block + 1) * BLOCK:>9,} cases, {events:,} events, {len(cube):,} cells, {rate:,.0f} events/s",
+                flush=True,
+            )
+    with engine.begin() as conn:
+        increment_cells(conn, LIVE.cube, cube.items())
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    print(
+        f"built {n_cases:,} cases ({events:,} events, {len(cube):,} cells) in {time.perf_counter() - started:.0f} s"
+    )
+
+
+QUERIES: list[tuple[str, dict]] = [
+    ("all provinces, all time", {}),
+    ("one province, one month", {"start": date(2025, 7, 1), "end": date(2025, 7, 31), "provinces": ("31",)}),
+    (
+        "one province, a year (12 months summed)",
+        {"start": date(2025, 1, 1), "end": date(2025, 12, 31), "provinces": ("92",)},
+    ),
+    (
+        "phase, grouped by province",
+        {"start": PHASES["phase-1"][0], "end": PHASES["phase-1"][1], "group_by": ("province",)},
+    ),
+    (
+        "quarter, grouped by age band",
+        {"start": date(2025, 7, 1), "end": date(2025, 9, 30), "group_by": ("age_band",)},
+    ),
+    (
+        "year, by province and return kind",
+        {"start": date(2025, 1, 1), "end": date(2025, 12, 31), "group_by": ("province", "return_kind")},
+    ),
+    (
+        "30 days across 1 July 2025 (days + facts)",
+        {"start": date(2025, 6, 15), "end": date(2025, 7, 14), "provinces": ("31",)},
+    ),
+]
+
+
+def time_queries(path: Path, runs: int) -> None:
+    engine = create_engine(f"sqlite:///{path}")
+    phases = Phases.of(PHASES)
+    with Session(engine) as session:
+        print(f"cube rows: {session.execute(select(func.count()).select_from(LIVE.cube)).scalar():,}")
+        for name, spec in QUERIES:
+            where = plan(spec.get("start"), spec.get("end"), phases)
+            q = CubeQuery(
+                where.additive, where.distinct, spec.get("start"), spec.get("end"),
+                spec.get("provinces", ()), spec.get("group_by", ()),
+            )  # fmt: skip
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                render(api.run_report(session, q))
+                times.append((time.perf_counter() - t) * 1000)
+            p95 = statistics.quantiles(times, n=20)[-1]
+            print(f"  {name:<45} p50 {statistics.median(times):7.1f} ms   p95 {p95:7.1f} ms")
+
+
+async def time_http(path: Path, runs: int) -> None:
+    settings = ReportingSettings(
+        database_url=f"sqlite+aiosqlite:///{path}",
+        platform=PlatformSettings(data_dir=path.parent),
+        phases=PHASES,
+    )
+    rt = Runtime("reporting", settings, metadata)
+    app = create_http_app(rt, [api.build_router(rt)], title="bench")
+    token = mint_token(rt.jwt_secret, subject="bench", role=Role.CENTRAL_ADMIN)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
+        for name, params in (
+            ("GET /v1/reports/summary", {}),
+            ("GET /v1/reports/summary?province=31&period=2025-07", {"province": "31", "period": "2025-07"}),
+            (
+                "GET /v1/reports/summary?period=2025&group_by=province",
+                {"period": "2025", "group_by": "province"},
+            ),
+        ):
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                r = await client.get(
+                    "/v1/reports/summary", params=params, headers={"Authorization": f"Bearer {token}"}
+                )
+                times.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text
+            p95 = statistics.quantiles(times, n=20)[-1]
+            print(f"  {name:<60} p50 {statistics.median(times):7.1f} ms   p95 {p95:7.1f} ms")
+    await rt.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--rebuild-db", action="store_true")
+    args = parser.parse_args()
+    path = Path("var/bench") / f"reporting-{args.cases}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if args.rebuild_db or not path.exists():
+        print(f"building a projection of {args.cases:,} cases in {path} ...", flush=True)
+        build(path, args.cases)
+    print(f"summary query over {args.cases:,} cases (run_report + render, in process):")
+    time_queries(path, args.runs)
+    print("through the HTTP app (in process, audit write included):")
+    asyncio.run(time_http(path, args.runs))
+
+
+if __name__ == "__main__":
+    main()
