@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from services.intake.api.models import ContactOut
+from services.intake.api.models import ContactOut, SharedDetailsOut
 from services.intake.casefile import CaseFiles, to_domain
+from services.intake.domain.sharing import NothingConsented, shared_fields
 from services.intake.protect import Protector
 from shared.auth import Principal, Role, require
 from shared.events import ContactChannel
+from shared.http import ProblemError
 from shared.runtime import Runtime
+from shared.vocab import ServiceCategory
+
+
+class NotConsented(ProblemError):
+    status = 403
+    title = "Not consented"
 
 
 def build_router(rt: Runtime, protector: Protector) -> APIRouter:
@@ -54,6 +62,46 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             safe_hours_end=prefs.safe_hours_end,
             do_not_contact=prefs.do_not_contact,
             channels=[] if prefs.do_not_contact else channels,
+        )
+
+    @router.get(
+        "/internal/v1/cases/{case_id}/shared",
+        response_model=SharedDetailsOut,
+        responses={
+            403: {"description": "nothing consented for that category"},
+            410: {"description": "erased"},
+        },
+    )
+    async def shared(
+        case_id: str,
+        request: Request,
+        who: Annotated[Principal, Depends(require(Role.SERVICE))],
+        partner_category: ServiceCategory,
+        purpose: str = Query(min_length=1, max_length=100, pattern=r"^[a-z0-9_]+$"),
+        partner_id: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+        referral_id: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+    ) -> SharedDetailsOut:
+        """What a partner she was referred to may read: only for a category she consented to, only
+        the fields that partner needs. Audited with the partner the read is made for."""
+        async with rt.uow() as uow:
+            files = CaseFiles(uow.session, protector)
+            row = await files.row(case_id)
+            case = to_domain(row)
+            try:
+                fields = shared_fields(
+                    await files.identity(row),
+                    case.consent,
+                    partner_category,
+                    do_not_contact=case.contact.do_not_contact,
+                )
+            except NothingConsented as exc:
+                raise NotConsented(str(exc)) from None
+            on_behalf = (request.headers.get("x-osso-on-behalf-of") or f"partner:{partner_id or '?'}")[:60]
+            why = f"{purpose}:{referral_id}" if referral_id else purpose
+            files.audit(f"{who.audit_name}/{on_behalf}"[:100], "read", row.id, sorted(fields), why[:100])
+            await uow.commit()
+        return SharedDetailsOut(
+            case_id=row.id, fields={k: str(v) for k, v in fields.items()}, do_not_contact=case.contact.do_not_contact
         )
 
     return router

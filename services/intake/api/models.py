@@ -412,4 +412,12 @@ class ContactOut(BaseModel):
     channels: list[ContactChannel] = Field(default_factory=list)
 
 
+class SharedDetailsOut(BaseModel):
+    """Her details for a partner she was referred to: only consented, only needed fields."""
+
+    case_id: str
+    fields: dict[str, str]
+    do_not_contact: bool
+
+
 CLOSE_REASONS = [r.value for r in CloseReason]
