@@ -220,6 +220,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                     else None,
                 ),
                 has_phone=bool(identity.phones),
+                ward=identity.address.ward,
                 at=now,
                 priorities=body.priorities,
                 profile=profile_of(story, identity.year_of_birth, len(body.children), now.date()),

@@ -127,8 +127,10 @@ class Case:
         priorities: dict[ServiceCategory, NeedPriority] | None = None,
         profile: CaseProfile | None = None,
         contact: ContactPreferences | None = None,
+        ward: str | None = None,
     ) -> Case:
-        """Register a case. Needs are kept once each, in the order given."""
+        """Register a case. Needs are kept once each, in the order given. ``ward`` (a post-2025
+        ward code, not an address) travels on the event so referral can prefer partners serving it."""
         if at.tzinfo is None:
             raise DomainError("opening time must carry a time zone")
         unique_needs = list(dict.fromkeys(needs))
@@ -158,6 +160,7 @@ class Case:
                 profile=case.profile,
                 contact=case.contact,
                 assessed_needs=case.assessed_needs,
+                ward=ward,
             )
         )
         return case
