@@ -121,10 +121,11 @@ def plan_follow_ups(
     out = []
     for rule in rules:
         if rule.before_appointment is not None and appointment_at is not None:
-            due = appointment_at - rule.before_appointment * delay_scale
             if appointment_at <= now:
                 continue  # the appointment is already over: nothing to remind
-            due = max(due, now)
+            # The wait until the reminder is scaled like every delay (0: at once).
+            wait = max(appointment_at - rule.before_appointment - now, timedelta(0))
+            due = now + wait * delay_scale
         else:
             due = now + rule.after * delay_scale
         message_id = new_id()  # type: ignore[operator]

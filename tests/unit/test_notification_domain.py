@@ -84,7 +84,8 @@ class TestPlanTriggers:
 
     def test_delay_scale_zero_makes_everything_due_now(self) -> None:
         [f] = plan("referral.completed", delay_scale=0)
-        assert f.due_at == NOW
+        [g] = plan("referral.accepted", delay_scale=0, appointment_at=NOW + timedelta(days=5))
+        assert f.due_at == g.due_at == NOW
 
     @pytest.mark.parametrize(
         "kw",
