@@ -93,7 +93,7 @@ def check_exact(p: Platform, expected_cases: set[str]) -> dict[str, int]:
     cases = {r[0] for r in rows(d / "intake.db", "SELECT id FROM cases")}
     # A POST whose response was lost may still have created its case: intake's table is the truth.
     assert expected_cases <= cases
-    referrals = rows(d / "referral.db", "SELECT id, case_id, category FROM referrals")
+    referrals = rows(d / "referral.db", "SELECT id, case_id, category FROM referral_tasks")
     per_need = Counter((case_id, category) for _, case_id, category in referrals)
     assert set(per_need) == {(c, n) for c in cases for n in NEEDS}, "a need without its referral"
     assert max(per_need.values()) == 1, "a need referred twice"
