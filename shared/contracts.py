@@ -9,6 +9,7 @@ needs a new event version (``….v2``) published beside the old one.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from faststream.nats import JStream, NatsBroker
@@ -33,29 +34,38 @@ def _stream_of(subject: str) -> str:
     raise LookupError(f"no stream holds {subject}")
 
 
-def contract_broker() -> NatsBroker:
+def contract_broker(
+    events: Iterable[type[Event]] = ALL_EVENTS, descriptions: Mapping[str, str] | None = None
+) -> NatsBroker:
+    """A broker with one documented publisher per event (never connected: for the document)."""
     broker = NatsBroker()
-    for cls in ALL_EVENTS:
+    for cls in events:
         subject = subject_pattern(cls)
         broker.publisher(
             subject,
             stream=JStream(_stream_of(subject), declare=False),
             title=cls.TYPE,
-            description=(cls.__doc__ or cls.TYPE).strip().splitlines()[0],
+            description=(descriptions or {}).get(cls.TYPE)
+            or (cls.__doc__ or cls.TYPE).strip().splitlines()[0],
             schema=cls,
         )
     return broker
 
 
-def asyncapi_document() -> dict[str, Any]:
+def asyncapi_document(
+    events: Iterable[type[Event]] = ALL_EVENTS,
+    *,
+    title: str = "OSSO Platform events",
+    description: str = (
+        "CloudEvents 1.0 in binary mode over NATS JetStream: ce-* headers, JSON body. "
+        "ce-id is also Nats-Msg-Id. Events carry pseudonymous ids and codes only."
+    ),
+    descriptions: Mapping[str, str] | None = None,
+    version: str = VERSION,
+) -> dict[str, Any]:
+    """The AsyncAPI 3 document of ``events`` (every event by default), as plain JSON data."""
     spec = AsyncAPI(
-        contract_broker(),
-        title="OSSO Platform events",
-        version=VERSION,
-        description=(
-            "CloudEvents 1.0 in binary mode over NATS JetStream: ce-* headers, JSON body. "
-            "ce-id is also Nats-Msg-Id. Events carry pseudonymous ids and codes only."
-        ),
+        contract_broker(events, descriptions), title=title, version=version, description=description
     ).to_specification()
     return json.loads(spec.to_json())
 

@@ -8,10 +8,10 @@ regenerates it and compares, so a change to a published event's schema is seen i
 from __future__ import annotations
 
 import yaml
-from faststream.nats import NatsBroker
-from faststream.specification import AsyncAPI
 
+from shared.contracts import asyncapi_document
 from shared.events import (
+    Event,
     NeedUnmatched,
     PartnerChanged,
     ReferralAccepted,
@@ -58,39 +58,14 @@ WHAT = {
 }
 
 
-def build_broker() -> NatsBroker:
-    broker = NatsBroker("nats://localhost:4222")
-    for event in PARTNER_EVENTS:
-        broker.publisher(
-            f"osso.referral.{{partner_id}}.{event.NAME}",
-            title=f"{event.TYPE}",
-            description=WHAT[event.NAME],
-            schema=event,
-        )
-    broker.publisher(
-        "osso.referral.unmatched.{province}",
-        title=NeedUnmatched.TYPE,
-        description="No partner could take a need (not visible to partners).",
-        schema=NeedUnmatched,
-    )
-    broker.publisher(
-        "osso.partner.{partner_id}.changed",
-        title=PartnerChanged.TYPE,
-        description="The partner directory changed (stream OSSO_DIRECTORY).",
-        schema=PartnerChanged,
-    )
-    return broker
-
-
 def referral_asyncapi_yaml() -> str:
-    spec = AsyncAPI(
-        build_broker(),
-        title="OSSO referral events",
-        version="1",
-        description=DESCRIPTION,
-        schema_version="3.0.0",
+    """The partner-facing document: the shared contracts of what referral publishes."""
+    events: list[type[Event]] = [*PARTNER_EVENTS, NeedUnmatched, PartnerChanged]
+    descriptions = {e.TYPE: WHAT[e.NAME] for e in PARTNER_EVENTS}
+    descriptions[NeedUnmatched.TYPE] = "No partner could take a need (not visible to partners)."
+    descriptions[PartnerChanged.TYPE] = "The partner directory changed (stream OSSO_DIRECTORY)."
+    doc = asyncapi_document(
+        events, title="OSSO referral events", description=DESCRIPTION, descriptions=descriptions, version="1"
     )
     # FastStream orders channels as it iterates its publishers (not stable between runs): sort keys.
-    return yaml.safe_dump(
-        spec.to_specification().to_jsonable(), sort_keys=True, allow_unicode=True, width=100
-    )
+    return yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=100)
