@@ -127,3 +127,9 @@ async def intake(**kw: object) -> AsyncIterator[Intake]:
     async with serve(Starlette(routes=routes)) as url:
         fake.url = url
         yield fake
+
+
+def intake_app() -> Starlette:
+    """Intake's contact endpoint as an ASGI app of its own (``uvicorn --factory``), for the benchmark."""
+    fake = Intake()
+    return Starlette(routes=[Route("/internal/v1/cases/{case_id}/contact", fake.handle, methods=["GET"])])
