@@ -68,9 +68,9 @@ ADDITIVE_METRICS = (
 )
 #: Distinct women: counted once per period, province (and category), whatever the number of events.
 DISTINCT_METRICS = ("women_reached", "women_supported")
-#: Histograms of whole hours from request to acceptance / completion, one metric per hour value.
-HOURS_TO_ACCEPTANCE = "h2a:"
-HOURS_TO_COMPLETION = "h2c:"
+#: Histograms of whole days (24 h) from request to acceptance / completion, one metric per value.
+DAYS_TO_ACCEPTANCE = "d2a:"
+DAYS_TO_COMPLETION = "d2c:"
 METRICS = ADDITIVE_METRICS + DISTINCT_METRICS
 #: Computed when a report is read, from the figures above.
 DERIVED_METRICS = ("completion_rate", "median_days_to_acceptance", "median_days_to_completion")

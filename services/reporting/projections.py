@@ -29,8 +29,8 @@ from datetime import date, datetime
 from typing import NamedTuple, Protocol
 
 from services.reporting.domain import (
-    HOURS_TO_ACCEPTANCE,
-    HOURS_TO_COMPLETION,
+    DAYS_TO_ACCEPTANCE,
+    DAYS_TO_COMPLETION,
     NO_CATEGORY,
     Contribution,
     contributions,
@@ -149,9 +149,9 @@ class Hasher:
         return "Hasher(<key>)"
 
 
-def hours_between(start: datetime, end: datetime) -> int:
-    """Whole hours from ``start`` to ``end`` (never negative)."""
-    return max(0, int((end - start).total_seconds() // 3600))
+def days_between(start: datetime, end: datetime) -> int:
+    """Whole days (periods of 24 hours) from ``start`` to ``end``, never negative."""
+    return max(0, int((end - start).total_seconds() // 86400))
 
 
 class Projection:
@@ -342,17 +342,17 @@ class Projection:
         if isinstance(event, ReferralRequested):
             times.requested_at = event.requested_at
             if times.accepted_at:
-                self._duration(case_hash, times, HOURS_TO_ACCEPTANCE, times.accepted_at)
+                self._duration(case_hash, times, DAYS_TO_ACCEPTANCE, times.accepted_at)
             if times.completed_at:
-                self._duration(case_hash, times, HOURS_TO_COMPLETION, times.completed_at)
+                self._duration(case_hash, times, DAYS_TO_COMPLETION, times.completed_at)
         elif isinstance(event, ReferralAccepted):
             times.accepted_at = event.at
             if times.requested_at:
-                self._duration(case_hash, times, HOURS_TO_ACCEPTANCE, event.at)
+                self._duration(case_hash, times, DAYS_TO_ACCEPTANCE, event.at)
         elif isinstance(event, ReferralCompleted):
             times.completed_at = event.at
             if times.requested_at:
-                self._duration(case_hash, times, HOURS_TO_COMPLETION, event.at)
+                self._duration(case_hash, times, DAYS_TO_COMPLETION, event.at)
             support = Contribution(c.province, c.day, c.category, "women_supported", 1)
             self.count_distinct(case_hash, support)
             self.count_distinct(case_hash, Contribution(c.province, c.day, NO_CATEGORY, "women_supported", 1))
@@ -362,9 +362,9 @@ class Projection:
 
     def _duration(self, case_hash: str, times: ReferralTimes, prefix: str, end: datetime) -> None:
         assert times.requested_at is not None
-        hours = hours_between(times.requested_at, end)
+        days = days_between(times.requested_at, end)
         self.count(
-            case_hash, Contribution(times.province, local_day(end), times.category, f"{prefix}{hours}", 1)
+            case_hash, Contribution(times.province, local_day(end), times.category, f"{prefix}{days}", 1)
         )
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from services.reporting.domain import (
     ADDITIVE_METRICS,
+    DAYS_TO_ACCEPTANCE,
+    DAYS_TO_COMPLETION,
     DISTINCT_METRICS,
-    HOURS_TO_ACCEPTANCE,
-    HOURS_TO_COMPLETION,
     NO_CATEGORY,
 )
 from services.reporting.suppression import grid_lines, label, suppress
@@ -47,15 +47,15 @@ class Block:
 
     figures: Counter[str] = field(default_factory=Counter)
     by_category: dict[str, Counter[str]] = field(default_factory=dict)
-    #: (histogram prefix, category or "") -> hours -> referrals
-    hours: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
+    #: (histogram prefix, category or "") -> whole days -> referrals
+    days: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
 
     def add(self, category: str, metric: str, value: int) -> None:
-        for prefix in (HOURS_TO_ACCEPTANCE, HOURS_TO_COMPLETION):
+        for prefix in (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION):
             if metric.startswith(prefix):
-                hours = int(metric[len(prefix) :])
-                self.hours.setdefault((prefix, category), Counter())[hours] += value
-                self.hours.setdefault((prefix, NO_CATEGORY), Counter())[hours] += value
+                days = int(metric[len(prefix) :])
+                self.days.setdefault((prefix, category), Counter())[days] += value
+                self.days.setdefault((prefix, NO_CATEGORY), Counter())[days] += value
                 return
         if category == NO_CATEGORY:
             self.figures[metric] += value
@@ -70,8 +70,8 @@ class Block:
         return self.by_category.get(category, Counter()).get(metric, 0)
 
 
-def median_hours(histogram: Counter[int] | None) -> float | None:
-    """The median of a histogram of whole hours (mean of the two middle values for an even count)."""
+def median_days(histogram: Counter[int] | None) -> float | None:
+    """The median of a histogram of whole days (mean of the two middle values for an even count)."""
     if not histogram:
         return None
     n = sum(histogram.values())
@@ -81,19 +81,13 @@ def median_hours(histogram: Counter[int] | None) -> float | None:
 
     def nth(i: int) -> int:
         seen = 0
-        for hours, count in ordered:
+        for days, count in ordered:
             seen += count
             if i < seen:
-                return hours
+                return days
         raise IndexError(i)
 
-    return nth(n // 2) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
-
-
-def median_days(histogram: Counter[int] | None) -> float | None:
-    """Median days (hours / 24, two decimals) from a histogram of whole hours."""
-    hours = median_hours(histogram)
-    return None if hours is None else round(hours / 24, 2)
+    return float(nth(n // 2)) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
 
 
 def completion_rate(completed: int, requested: int) -> float | None:
@@ -129,10 +123,10 @@ def _derived(block: Block, category: str, shown: dict[str, Value], k: int | None
     )
     out["completion_rate"] = completion_rate(completed, requested) if visible else None
     for name, prefix in (
-        ("median_days_to_acceptance", HOURS_TO_ACCEPTANCE),
-        ("median_days_to_completion", HOURS_TO_COMPLETION),
+        ("median_days_to_acceptance", DAYS_TO_ACCEPTANCE),
+        ("median_days_to_completion", DAYS_TO_COMPLETION),
     ):
-        histogram = block.hours.get((prefix, category))
+        histogram = block.days.get((prefix, category))
         n = sum(histogram.values()) if histogram else 0
         out[name] = median_days(histogram) if k is None or n >= k else None
     return out

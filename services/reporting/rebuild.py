@@ -14,14 +14,17 @@ are skipped and counted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from secrets import token_hex
 
 import nats
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,7 +44,7 @@ from services.reporting.store import (
 )
 from shared.db import create_schema, make_engine
 from shared.envelope import MalformedEvent, decode
-from shared.events import Event
+from shared.events import EVENT_TYPES, Event
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -65,50 +68,70 @@ class RebuildResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-async def stream_events(
-    js: JetStreamContext, stream: str, first: int, last: int, batch: int = 1000
-) -> AsyncIterator[list[tuple[str, dict[str, str] | None, bytes]]]:
-    """Batches of ``(subject, headers, body)`` of ``stream`` from sequence ``first`` to ``last``."""
+Handler = Callable[[dict[str, str] | None, bytes], None]
+
+
+async def read_stream(js: JetStreamContext, stream: str, first: int, last: int, handle: Handler) -> int:
+    """Call ``handle(headers, body)`` for every message of ``stream`` from sequence ``first`` to
+    ``last``, in order, through an ephemeral ordered push consumer (flow-controlled, no acks, one
+    callback per message: no request or task per message). Returns the number of messages."""
     if last < first:
-        return
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=first,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=30.0,
-        max_waiting=1,
+        return 0
+    done = asyncio.Event()
+    seen = 0
+    last_seen = time.monotonic()
+
+    async def on_message(m: Msg) -> None:
+        nonlocal seen, last_seen
+        seq = m.metadata.sequence.stream
+        last_seen = time.monotonic()
+        if seq > last:
+            done.set()
+            return
+        seen += 1
+        handle(m.headers, m.data)
+        if seq >= last:
+            done.set()
+
+    sub = await js.subscribe(
+        ">",
+        stream=stream,
+        cb=on_message,
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first),
+        pending_msgs_limit=100_000,
+        pending_bytes_limit=256 * 1024 * 1024,
     )
-    sub = await js.pull_subscribe(">", stream=stream, config=config)
     try:
-        while True:
+        while not done.is_set():
             try:
-                msgs = await sub.fetch(batch, timeout=2.0)
-            except nats.errors.TimeoutError:
+                await asyncio.wait_for(done.wait(), timeout=2.0)
+            except TimeoutError:
+                # Messages removed by the stream's limits, or deleted: the last one never comes.
                 info = await js.stream_info(stream)
-                if info.state.last_seq < last or (await sub.consumer_info()).num_pending == 0:
-                    return  # messages removed by the stream's limits: nothing more will come
-                continue
-            out = []
-            done = False
-            for m in msgs:
-                seq = m.metadata.sequence.stream
-                if seq > last:
-                    done = True
+                if time.monotonic() - last_seen > 5.0 or info.state.last_seq < last:
                     break
-                out.append((m.subject, m.headers, m.data))
-                done = seq >= last
-            if out:
-                yield out
-            if done:
-                return
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await sub.unsubscribe()
-        except Exception:  # the ephemeral consumer goes away on its own
-            pass
+    return seen
 
 
 def _decode(headers: dict[str, str] | None, body: bytes) -> Event | None:
+    """The event, or None for what the live consumers dead-letter as malformed. The common case
+    is parsed straight from JSON by the model (the full check in ``decode`` only when that fails)."""
+    model = EVENT_TYPES.get((headers or {}).get("ce-type", ""))
+    if (
+        model is not None
+        and headers
+        and headers.get("ce-specversion") == "1.0"
+        and headers.get("ce-id")
+        and headers.get("ce-source")
+    ):
+        try:
+            return model.model_validate_json(body)
+        except ValueError:
+            pass
     try:
         return decode(headers, body).data
     except MalformedEvent:
@@ -121,29 +144,35 @@ async def replay_into(
     firsts: dict[str, int],
     lasts: dict[str, int],
     result: RebuildResult,
-) -> list[Event]:
-    """Apply every event of the streams in the given ranges; returns nothing kept (applied live)."""
-    for stream in STREAMS:
-        async for batch in stream_events(js, stream, firsts.get(stream, 1), lasts[stream]):
-            for _subject, headers, body in batch:
-                event = _decode(headers, body)
-                if event is None:
-                    result.skipped += 1
-                    continue
-                try:
-                    projection.apply(event)
-                except Exception:  # the live consumer dead-letters these too
-                    result.skipped += 1
-                    continue
-                result.events += 1
-    return []
+) -> None:
+    """Apply every event of the streams in the given ranges to ``projection``."""
+
+    def handle(headers: dict[str, str] | None, body: bytes) -> None:
+        event = _decode(headers, body)
+        if event is None:
+            result.skipped += 1
+            return
+        try:
+            projection.apply(event)
+        except Exception:  # the live consumers dead-letter these too
+            result.skipped += 1
+            return
+        result.events += 1
+
+    # All streams at once: the projection does not depend on the order of events across streams.
+    await asyncio.gather(*(read_stream(js, s, firsts.get(s, 1), lasts[s], handle) for s in STREAMS))
 
 
 async def _late_events(js: JetStreamContext, firsts: dict[str, int], lasts: dict[str, int]) -> list[Event]:
-    events = []
+    events: list[Event] = []
+
+    def keep(headers: dict[str, str] | None, body: bytes) -> None:
+        event = _decode(headers, body)
+        if event is not None:
+            events.append(event)
+
     for stream in STREAMS:
-        async for batch in stream_events(js, stream, firsts[stream], lasts[stream]):
-            events += [e for _, h, b in batch if (e := _decode(h, b)) is not None]
+        await read_stream(js, stream, firsts[stream], lasts[stream], keep)
     return events
 
 

@@ -181,16 +181,23 @@ def _placeholders(conn: Connection, n: int) -> list[str]:
 def level(cell: Cell) -> str:
     """Which roll-up a cell belongs to: ``all`` (no case category), one category's name, or ``full``.
     It leads the cube's primary key, so a report reads only the cells of its roll-up."""
-    named = [n for n, v in zip(DIMENSIONS, cell[3:7], strict=True) if v != ROLLUP]
-    if not named:
-        return "all"
-    return named[0] if len(named) == 1 else "full"
+    dims = cell[3:7]
+    found = _LEVELS.get(dims)
+    if found is None:
+        named = [n for n, v in zip(DIMENSIONS, dims, strict=True) if v != ROLLUP]
+        found = "all" if not named else named[0] if len(named) == 1 else "full"
+        if len(_LEVELS) < 100_000:
+            _LEVELS[dims] = found
+    return found
+
+
+_LEVELS: dict[tuple[str, ...], str] = {}
 
 
 def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
     """Add to cube cells with one driver-level ``executemany`` (no per-row SQL construction:
-    a batch or a rebuild writes hundreds of thousands of cells)."""
-    rows = [(level(cell), *cell, value) for cell, value in cells if value]
+    a batch or a rebuild writes hundreds of thousands of cells), in key order (B-tree locality)."""
+    rows = sorted((level(cell), *cell, value) for cell, value in cells if value)
     if not rows:
         return
     names = ", ".join(("level", *CELL_COLUMNS))
@@ -204,7 +211,7 @@ def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, 
 
 def insert_facts(conn: Connection, table: Table, facts: Iterable[tuple[str, Fact]]) -> None:
     """Insert new facts with one driver-level ``executemany``."""
-    rows = [(key, *fact) for key, fact in facts]
+    rows = sorted((key, *fact) for key, fact in facts)
     if not rows:
         return
     names = "key, kind, case_hash, province, day, category"

@@ -324,9 +324,9 @@ def expected(
                 if step in r and inside(r[step], p):
                     f[metric] += 1
             if "accepted_at" in r and inside(r["accepted_at"], p):
-                to_accept.append(int((r["accepted_at"] - r["requested_at"]).total_seconds() // 3600))
+                to_accept.append(int((r["accepted_at"] - r["requested_at"]).total_seconds() // 86400))
             if "completed_at" in r and inside(r["completed_at"], p):
-                to_complete.append(int((r["completed_at"] - r["requested_at"]).total_seconds() // 3600))
+                to_complete.append(int((r["completed_at"] - r["requested_at"]).total_seconds() // 86400))
                 supported[r["category"]].add((p, c.case_id))
                 supported[""].add((p, c.case_id))
         for m in c.messages:
@@ -361,8 +361,9 @@ def expected(
     out["completion_rate"] = (
         round(f["referrals_completed"] / f["referrals_requested"], 3) if f["referrals_requested"] else None
     )
-    out["median_days_to_acceptance"] = round(statistics.median(to_accept) / 24, 2) if to_accept else None
-    out["median_days_to_completion"] = round(statistics.median(to_complete) / 24, 2) if to_complete else None
+    # Whole days (24 h) from request to acceptance / completion, the median of those.
+    out["median_days_to_acceptance"] = float(statistics.median(to_accept)) if to_accept else None
+    out["median_days_to_completion"] = float(statistics.median(to_complete)) if to_complete else None
     return out
 
 

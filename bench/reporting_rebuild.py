@@ -1,0 +1,93 @@
+"""Rebuild speed of the reporting projection, in events per second (target: >= 20,000).
+
+Publishes a generated two-year history (the acceptance test's generator; ~11 events per case) to
+a fresh nats-server, then runs ``osso reporting rebuild``'s code (``services.reporting.rebuild``)
+against a fresh SQLite file, several times. Each run reads every stream from sequence 1 with an
+ephemeral ordered pull consumer, applies the events in memory, bulk-writes fresh tables and swaps
+them in. Prints events/s for the whole rebuild and for the replay alone (read + decode + apply).
+
+    .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import nats
+
+from deploy.runner import provision_streams
+from services.reporting.rebuild import rebuild
+from services.reporting.settings import ReportingSettings
+from shared.envelope import encode
+from shared.natsserver import NatsServer
+from shared.settings import BusSettings, PlatformSettings
+from tests.unit.test_reporting_history import PHASES, generate
+
+
+async def publish(url: str, n_cases: int) -> int:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    total = 0
+    for block in range(0, n_cases, 1000):
+        events = generate(min(1000, n_cases - block), seed=500 + block).events
+        for start in range(0, len(events), 1000):
+            acks = []
+            for event in events[start : start + 1000]:
+                message = encode(event)
+                acks.append(js.publish(message.subject, message.body, headers=message.headers))
+            await asyncio.gather(*acks)
+        total += len(events)
+    await nc.close()
+    return total
+
+
+async def main(n_cases: int, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        server = NatsServer(tmp / "nats", log_file=tmp / "nats.log").start()
+        try:
+            await provision_streams(server.url)
+            started = time.perf_counter()
+            published = await publish(server.url, n_cases)
+            print(
+                f"published {published:,} events of {n_cases:,} cases in {time.perf_counter() - started:.0f} s"
+            )
+            settings = ReportingSettings(
+                database_url=f"sqlite+aiosqlite:///{tmp / 'reporting.db'}",
+                bus=BusSettings(nats_url=server.url),
+                platform=PlatformSettings(data_dir=tmp),
+                phases=PHASES,
+            )
+            totals, replays = [], []
+            for run in range(runs):
+                result = await rebuild(settings)
+                totals.append(result.events_per_second)
+                replays.append(result.events / result.replay_seconds)
+                print(
+                    f"  run {run + 1}: {result.events:,} events in {result.seconds:.2f} s "
+                    f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s)"
+                )
+            print(
+                f"rebuild: median {statistics.median(totals):,.0f} events/s "
+                f"(replay alone: median {statistics.median(replays):,.0f} events/s)"
+            )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.cases, args.runs))
