@@ -189,14 +189,12 @@ def test_two_replicas_one_killed_and_restarted_send_every_message_exactly_once(
         scheduled = Counter(d["message_id"] for k, d in found if k == "scheduled")
         assert sent == Counter(dict.fromkeys(counts, 1)) and scheduled == sent
 
-        # Every message was claimed at least once, by one replica or the other (the killed one's
-        # claims ran out and were taken over).
-        claimed = 0
-        for name in ("notification", "notification-2"):
-            for line in (tmp_path / "logs" / f"{name}.log").read_text().splitlines():
-                if '"batch_dispatched"' in line:
-                    claimed += orjson.loads(line)["claimed"]
-        assert claimed >= N
+        # Both replicas took part.
+        logs = {
+            name: (tmp_path / "logs" / f"{name}.log").read_text()
+            for name in ("notification", "notification-2")
+        }
+        assert all("batch_dispatched" in text for text in logs.values())
 
         # Her opt-out reply, to either replica, cancels what is still pending for her and tells intake.
         her = cases[7]
