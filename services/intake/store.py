@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, Index, Select, Table, delete, func, select
+from sqlalchemy import JSON, Column, Index, Select, Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -158,8 +158,12 @@ async def replace_lookups(
 ) -> None:
     """Make ``(kind, digest)`` pairs the case's only lookups."""
     await session.execute(delete(lookups).where(lookups.c.case_id == case_id))
-    for kind, digest in dict.fromkeys(digests):
-        session.add(CaseLookupRow(case_id=case_id, province=province, kind=kind, digest=digest))
+    rows = [
+        {"case_id": case_id, "province": province, "kind": kind, "digest": digest}
+        for kind, digest in dict.fromkeys(digests)
+    ]
+    if rows:  # one executemany, not a statement per key: registration is write-bound
+        await session.execute(insert(lookups), rows)
 
 
 async def matching_cases(

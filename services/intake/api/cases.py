@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 
 from services.intake.api.models import (
     CaseIn,
@@ -245,20 +245,21 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                     candidates=[c.model_dump() for c in strong],
                 )
             await files.create(case, identity, row)
-            for purpose in ConsentPurpose:
-                uow.session.add(
-                    ConsentRecordRow(
-                        case_id=case.id,
-                        purpose=purpose.value,
-                        granted=case.consent.granted(purpose),
-                        referral_categories=row.referral_categories
-                        if purpose is ConsentPurpose.REFERRAL
-                        else None,
-                        recorded_by=who.role.value,
-                        actor=who.audit_name,
-                        at=now,
-                    )
-                )
+            consents = [
+                {
+                    "case_id": case.id,
+                    "purpose": purpose.value,
+                    "granted": case.consent.granted(purpose),
+                    "referral_categories": row.referral_categories
+                    if purpose is ConsentPurpose.REFERRAL
+                    else None,
+                    "recorded_by": who.role.value,
+                    "actor": who.audit_name,
+                    "at": now,
+                }
+                for purpose in ConsentPurpose
+            ]
+            await uow.session.execute(insert(ConsentRecordRow), consents)  # one statement for all purposes
             if identity.filled_fields():
                 files.audit(who.audit_name, "create", case.id, identity.filled_fields(), "registration")
             uow.emit(*case.events)
