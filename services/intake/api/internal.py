@@ -101,7 +101,9 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             files.audit(f"{who.audit_name}/{on_behalf}"[:100], "read", row.id, sorted(fields), why[:100])
             await uow.commit()
         return SharedDetailsOut(
-            case_id=row.id, fields={k: str(v) for k, v in fields.items()}, do_not_contact=case.contact.do_not_contact
+            case_id=row.id,
+            fields={k: str(v) for k, v in fields.items()},
+            do_not_contact=case.contact.do_not_contact,
         )
 
     return router
