@@ -4,6 +4,7 @@ start: a bad file stops the service with an error naming the key."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -22,7 +23,10 @@ from services.notification.store import metadata
 from services.notification.templates import Templates
 from services.notification.webhooks import WebhookAuth
 from shared.crypto import BlindIndex, ensure_secret_file
+from shared.migrations import migrator
 from shared.runtime import Runtime, create_http_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_provider(settings: NotificationSettings) -> SmsProvider:
@@ -60,7 +64,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
                 ]
             }
         )
-    rt = Runtime("notification", settings, metadata)
+    rt = Runtime("notification", settings, metadata, migrate=migrator(MIGRATIONS))
     clock = system_clock(settings.clock_offset)
     phone_index = BlindIndex(
         secret(settings, settings.phone_hash_key, "notification-phone-hash-key").encode()
