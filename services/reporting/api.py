@@ -24,9 +24,11 @@ from services.reporting.queries import GROUPS, Block, Report, blocks, flat_table
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import CubeQuery, audit, cube_rows, distinct_rows, record_audit
 from shared.auth import PROVINCE_ROLES, Forbidden, Principal, Role, require
+from shared.events import AgeBand, MigrationKind, ReturnKind
 from shared.http import ProblemError
 from shared.provinces import UnknownProvince, resolve_province
 from shared.runtime import Runtime
+from shared.vocab import Channel
 
 
 class BadPeriod(ProblemError):
@@ -74,7 +76,13 @@ Period = Annotated[str | None, Query(description="YYYY, YYYY-Qn, YYYY-MM, YYYY-M
 
 
 READERS = require(Role.CASEWORKER, Role.SUPERVISOR, Role.CENTRAL_ADMIN, Role.DONOR)
-DIMENSION_FILTERS = ("channel", "migration_kind", "return_kind", "age_band")
+_EXTRA = {"unknown", "none"}  # no profile recorded; not a case (community activities)
+DIMENSION_VALUES: dict[str, set[str]] = {
+    "channel": {c.value for c in Channel} | _EXTRA,
+    "migration_kind": {m.value for m in MigrationKind} | _EXTRA,
+    "return_kind": {r.value for r in ReturnKind} | _EXTRA,
+    "age_band": {a.value for a in AgeBand} | _EXTRA,
+}
 
 
 def _provinces(value: str | None) -> tuple[str, ...]:
@@ -153,6 +161,11 @@ def build_router(rt: Runtime) -> APIRouter:
                 raise BadPeriod(f"period: {exc}") from None
         if from_ and to and from_ > to:
             raise BadPeriod(f"from ({from_}) is after to ({to})")
+        for dim, value in filters.items():
+            if value and value not in DIMENSION_VALUES[dim]:
+                raise BadQuery(
+                    f"{dim}: unknown value {value!r}; use one of {', '.join(sorted(DIMENSION_VALUES[dim]))}"
+                )
         groups = tuple(dict.fromkeys(g for item in group_by or [] for g in item.split(",") if g))
         unknown = [g for g in groups if g not in GROUPS]
         if unknown:

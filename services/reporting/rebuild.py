@@ -68,6 +68,9 @@ class RebuildResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
+#: Seconds without a message after which a stream is taken as read to its end.
+IDLE_END = 10.0
+
 Handler = Callable[[dict[str, str] | None, bytes], None]
 
 
@@ -107,9 +110,9 @@ async def read_stream(js: JetStreamContext, stream: str, first: int, last: int, 
             try:
                 await asyncio.wait_for(done.wait(), timeout=2.0)
             except TimeoutError:
-                # Messages removed by the stream's limits, or deleted: the last one never comes.
-                info = await js.stream_info(stream)
-                if time.monotonic() - last_seen > 5.0 or info.state.last_seq < last:
+                # The last message was deleted (or removed by the stream's limits): it never comes.
+                # No request here: while messages flow, a reply could wait behind thousands of them.
+                if time.monotonic() - last_seen > IDLE_END:
                     break
     finally:
         with contextlib.suppress(Exception):

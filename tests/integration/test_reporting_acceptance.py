@@ -42,7 +42,7 @@ DURABLES = [d for d, _ in handlers.SUBSCRIPTIONS]
 def settings_for(tmp: Path, url: str) -> ReportingSettings:
     return ReportingSettings(
         database_url=f"sqlite+aiosqlite:///{tmp / 'reporting.db'}",
-        bus=BusSettings(nats_url=url, ack_wait=2.0, nak_delay=0.2, max_deliver=5, batch_size=500),
+        bus=BusSettings(nats_url=url, ack_wait=5.0, nak_delay=0.2, max_deliver=5, batch_size=500),
         platform=PlatformSettings(data_dir=tmp),
         phases=PHASES,
     )

@@ -6,6 +6,7 @@ Also the projection's unit tests on that history: in memory, any order, duplicat
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 import uuid
@@ -441,13 +442,15 @@ CHECKS = [
 ]
 
 
-ENGINE = tables_of(project(HISTORY.events))
+@functools.cache
+def history_tables() -> Engine:
+    return tables_of(project(HISTORY.events))
 
 
 def test_projection_gives_the_expected_figures_per_period_and_province() -> None:
     for start, end, provinces in CHECKS:
         wanted = expected(HISTORY, start or date(1900, 1, 1), end or date(9999, 1, 1), provinces)
-        assert_matches(figures_from(ENGINE, start, end, provinces), wanted)
+        assert_matches(figures_from(history_tables(), start, end, provinces), wanted)
 
 
 ATTRIBUTE = {"migration_kind": "migration", "return_kind": "return_kind", "age_band": "age_band"}
@@ -463,7 +466,7 @@ ATTRIBUTE = {"migration_kind": "migration", "return_kind": "return_kind", "age_b
     ],
 )
 def test_grouped_figures_match_per_group(start: date, end: date, group_by: tuple[str, ...]) -> None:
-    groups = grouped_from(ENGINE, start, end, group_by)
+    groups = grouped_from(history_tables(), start, end, group_by)
     assert groups
     for key, actual in groups.items():
         values = dict(zip(group_by, key, strict=True))
