@@ -370,3 +370,16 @@ def test_unknown_variable_is_an_error() -> None:
     t = Templates({"a": {"vi": "{{ nope }}", "en": "x"}})
     with pytest.raises(Exception, match="nope"):
         t.render("a", "vi")
+
+
+def test_provider_is_chosen_by_settings(tmp_path: Path) -> None:
+    from services.notification.app import make_provider
+    from services.notification.providers import FileProvider, HttpProvider
+
+    base = {"platform": {"data_dir": tmp_path}}
+    assert isinstance(make_provider(NotificationSettings(**base)), FileProvider)  # type: ignore[arg-type]
+    http = NotificationSettings(provider="http", http_url="http://gw.invalid/sms", rate_limit=5, **base)  # type: ignore[arg-type]
+    p = make_provider(http)
+    assert isinstance(p, HttpProvider) and p.limiter.rate == 5 and p.breaker.threshold == 5
+    with pytest.raises(ValueError, match="OSSO_NOTIFICATION_HTTP_URL"):
+        make_provider(NotificationSettings(provider="http", **base))  # type: ignore[arg-type]
