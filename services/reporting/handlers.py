@@ -19,14 +19,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from services.reporting.batch import apply_batch
+from services.reporting.batch import apply_batch, decode_fast
 from services.reporting.keys import hasher_for, phases_for
 from services.reporting.periods import Phases
 from services.reporting.projections import Hasher, Projection
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import LIVE, ProjectionTables, SqlState
 from shared.consumer import EventConsumer
-from shared.envelope import Envelope, MalformedEvent, decode
+from shared.envelope import Envelope, MalformedEvent
 from shared.events import Event
 from shared.logs import get_logger
 from shared.metrics import BATCH_SECONDS, EVENTS_CONSUMED
@@ -67,7 +67,7 @@ class ProjectionConsumer(EventConsumer):
         decoded: list[tuple[Msg, Envelope]] = []
         for m in msgs:
             try:
-                decoded.append((m, decode(m.headers, m.data)))
+                decoded.append((m, decode_fast(m.headers, m.data)))
             except MalformedEvent as exc:
                 await self._dead_letter_now(m, str(exc))
         inbox = self.rt.tables.inbox
