@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 Apply = Callable[["UnitOfWork", Envelope], Awaitable[None]]
+#: Applies a whole batch (new events only) and returns the failures by index; a failed event must
+#: leave no effect. For projections that are far cheaper to update a batch at a time.
+BatchApply = Callable[["UnitOfWork", list[Envelope]], Awaitable[dict[int, BaseException]]]
+Decode = Callable[[dict[str, str] | None, bytes], Envelope]
 
 
 class _IsolateFailures(Exception):
@@ -43,11 +47,24 @@ class _IsolateFailures(Exception):
 
 
 class EventConsumer:
-    def __init__(self, rt: Runtime, durable: str, stream: str, apply: Apply) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        durable: str,
+        stream: str,
+        apply: Apply | None = None,
+        *,
+        apply_batch: BatchApply | None = None,
+        decoder: Decode = decode,
+    ) -> None:
+        if (apply is None) == (apply_batch is None):
+            raise ValueError("give exactly one of apply (per event) and apply_batch (whole batch)")
         self.rt = rt
         self.durable = durable
         self.stream = stream
         self.apply = apply
+        self.apply_batch = apply_batch
+        self.decoder = decoder
         self._tracer = tracer(f"osso.{rt.name}")
 
     @property
@@ -59,10 +76,11 @@ class EventConsumer:
         decoded: list[tuple[Msg, Envelope]] = []
         for m in msgs:
             try:
-                decoded.append((m, decode(m.headers, m.data)))
+                decoded.append((m, self.decoder(m.headers, m.data)))
             except MalformedEvent as exc:
                 await self._dead_letter_now(m, str(exc))
 
+        heartbeat = asyncio.create_task(self._keep_alive([m for m, _ in decoded]))  # noqa: RUF006 - cancelled below
         try:
             try:
                 # Fast path: the whole batch in one transaction, no savepoints.
@@ -79,6 +97,8 @@ class EventConsumer:
                 await self._nak(m)
             EVENTS_CONSUMED.labels(self.rt.name, self.durable, "failed").inc(len(decoded))
             return
+        finally:
+            heartbeat.cancel()
 
         for m in applied + duplicates:
             await m.ack()
@@ -92,6 +112,16 @@ class EventConsumer:
         if failed:
             EVENTS_CONSUMED.labels(self.rt.name, self.durable, "failed").inc(len(failed))
         BATCH_SECONDS.labels(self.rt.name, self.durable).observe(time.perf_counter() - started)
+
+    async def _keep_alive(self, msgs: list[Msg]) -> None:
+        """While a batch is being applied, tell the server every third of ``ack_wait`` that we are
+        still on it: a slow batch (a loaded machine, a locked database) must not be redelivered to
+        another replica, nor count towards ``max_deliver`` and end in the dead-letter stream."""
+        interval = self.rt.settings.bus.ack_wait / 3
+        while True:
+            await asyncio.sleep(interval)
+            for m in msgs:
+                await m.in_progress()
 
     async def _apply(
         self, decoded: list[tuple[Msg, Envelope]], *, isolate: bool
@@ -113,26 +143,44 @@ class EventConsumer:
                 )
                 seen = set((await uow.session.execute(query)).scalars())
             applied_ids: list[str] = []
-            for m, env in decoded:
-                if env.id in seen:
-                    duplicates.append(m)
-                    continue
-                with self._span(m, env) as span:
-                    try:
-                        if isolate:
-                            async with uow.savepoint():
-                                await self.apply(uow, env)
-                        else:
-                            await self.apply(uow, env)
-                    except Exception as exc:
-                        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
-                        if not isolate:
-                            raise _IsolateFailures from exc
-                        failed.append((m, env, f"{type(exc).__name__}: {exc}"))
+            if self.apply_batch is not None:
+                fresh = []
+                for m, env in decoded:
+                    if env.id in seen:
+                        duplicates.append(m)
+                    else:
+                        seen.add(env.id)
+                        fresh.append((m, env))
+                errors = await self.apply_batch(uow, [env for _, env in fresh]) if fresh else {}
+                for n, (m, env) in enumerate(fresh):
+                    if n in errors:
+                        failed.append((m, env, f"{type(errors[n]).__name__}: {errors[n]}"))
+                    else:
+                        applied.append(m)
+                        applied_ids.append(env.id)
+            else:
+                apply = self.apply
+                assert apply is not None
+                for m, env in decoded:
+                    if env.id in seen:
+                        duplicates.append(m)
                         continue
-                seen.add(env.id)
-                applied.append(m)
-                applied_ids.append(env.id)
+                    with self._span(m, env) as span:
+                        try:
+                            if isolate:
+                                async with uow.savepoint():
+                                    await apply(uow, env)
+                            else:
+                                await apply(uow, env)
+                        except Exception as exc:
+                            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                            if not isolate:
+                                raise _IsolateFailures from exc
+                            failed.append((m, env, f"{type(exc).__name__}: {exc}"))
+                            continue
+                    seen.add(env.id)
+                    applied.append(m)
+                    applied_ids.append(env.id)
             if applied_ids:
                 now = datetime.now(UTC)
                 rows = [{"consumer": self.durable, "event_id": i, "applied_at": now} for i in applied_ids]

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, select
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsRouter
+from faststream.nats.message import NatsBatchMessage
+from sqlalchemy import MetaData, func, select
 
 from services.reporting import handlers
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import counts, metadata
+from shared.consumer import Apply
 from shared.runtime import Runtime
-from shared.settings import BusSettings, PlatformSettings
+from shared.settings import BusSettings, PlatformSettings, ServiceSettings
+from shared.streams import CASE
 
 
 def reporting_runtime(tmp: Path, nats_url: str, **bus: float | int) -> Runtime:
@@ -34,3 +40,29 @@ async def metric_total(rt: Runtime, metric: str) -> int:
             )
         ).scalar()
     return int(value or 0)
+
+
+def bare_runtime(tmp: Path, nats_url: str, durable: str, apply: Apply, **bus: float | int) -> Runtime:
+    """A runtime with one consumer of case events and no tables of its own (plumbing tests)."""
+    settings = ServiceSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp / f'{durable}.db'}",
+        bus=BusSettings(nats_url=nats_url, **bus),  # type: ignore[arg-type]
+        platform=PlatformSettings(data_dir=tmp),
+    )
+    rt = Runtime(durable, settings, MetaData())
+    consumer = rt.event_consumer(durable, CASE.name, apply)
+    router = NatsRouter()
+
+    @router.subscriber(
+        "osso.case.>",
+        stream=JStream(CASE.name, declare=False),
+        durable=durable,
+        config=rt.consumer_config(durable, CASE.name),
+        pull_sub=rt.pull_sub(),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def handle(msg: NatsBatchMessage = Context("message")) -> None:
+        await consumer.process(msg.raw_message)
+
+    rt.include(router)
+    return rt

@@ -13,9 +13,11 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
+from shared.envelope import Envelope
 from shared.natsserver import NatsServer
+from shared.uow import UnitOfWork
 from tests.helpers import aeventually
-from tests.integration.runtime_helpers import metric_total, reporting_runtime
+from tests.integration.runtime_helpers import bare_runtime, metric_total, reporting_runtime
 from tests.integration.test_delivery_guarantees import opened, publish
 
 
@@ -108,3 +110,34 @@ async def test_a_failing_event_in_a_batch_is_rolled_back_alone(
         assert await metric_total(rt, "cases_opened") == 9
     finally:
         await rt.stop()
+
+
+async def test_a_batch_slower_than_ack_wait_is_not_redelivered(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The consumer tells the server it is still working (``in_progress``) while a batch is
+    applied, so a slow batch is neither redelivered to another replica nor dead-lettered."""
+    applied: list[str] = []
+
+    async def slow(_uow: UnitOfWork, env: Envelope) -> None:
+        await asyncio.sleep(2.5)  # longer than ack_wait below
+        applied.append(env.id)
+
+    rt = bare_runtime(tmp_path, nats_server.url, "slow", slow, ack_wait=1.0, max_deliver=2)
+    await publish(nats_server.url, opened())
+    await rt.start()
+    try:
+        await aeventually(lambda: _true(len(applied) == 1), timeout=10)
+        await asyncio.sleep(1.5)  # a redelivery would have happened by now
+        nc = await nats.connect(nats_server.url)
+        info = await nc.jetstream().consumer_info("OSSO_CASE", "slow")
+        dlq = await nc.jetstream().stream_info("OSSO_DLQ")
+        await nc.close()
+        assert info.delivered.consumer_seq == 1, "redelivered while still being applied"
+        assert len(applied) == 1 and dlq.state.messages == 0
+    finally:
+        await rt.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
