@@ -5,16 +5,35 @@ withdraw her SMS consent, with nothing identifying on the bus."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
 
-from deploy.runner import Platform
+from deploy.runner import SERVICES, Platform, wait_ready
 from services.notification.webhooks import sign
+from shared.natsserver import NatsServer
+from tests.conftest import make_platform
 from tests.helpers import all_stream_messages, auth, eventually, new_case
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def platform(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The four services, with a readiness timeout generous enough for a loaded CI machine."""
+    p = make_platform(tmp_path_factory.mktemp("platform"), module_nats.url)
+    p.data_dir.mkdir(parents=True, exist_ok=True)
+    _ = p.jwt_secret  # before any service starts, so all read the same key
+    try:
+        for service in SERVICES:
+            p.start_service(service, wait=False)
+        for service in SERVICES:
+            wait_ready(p.url(service), timeout=120, process=p.processes[service])
+        yield p
+    finally:
+        p.stop()
 
 
 def sms_lines(p: Platform) -> dict[str, dict]:
