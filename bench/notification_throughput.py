@@ -119,7 +119,10 @@ async def main() -> None:
     args = parser.parse_args()
     import logging
 
+    import structlog
+
     logging.disable(logging.INFO)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     modes = ["inproc", "http"] if args.contacts == "both" else [args.contacts]
     for mode in modes:
         rates = []
