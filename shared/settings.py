@@ -21,10 +21,13 @@ class BusSettings(BaseSettings):
 
     #: One URL, or several separated by commas (the nodes of a cluster).
     nats_url: str = f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
-    #: Deliveries of one message before it is dead-lettered.
-    max_deliver: int = Field(default=5, ge=1, le=100)
-    #: Seconds the server waits for an ack before redelivering.
-    ack_wait: float = Field(default=30.0, gt=0)
+    #: Deliveries of one message before it is dead-lettered. With the exponential redelivery
+    #: delay this spans about two minutes: long enough for an event from another stream that
+    #: it depends on (e.g. case.opened held by a replica that died) to come back after ack_wait.
+    max_deliver: int = Field(default=8, ge=1, le=100)
+    #: Seconds the server waits for an ack before redelivering. Consumers send in-progress
+    #: heartbeats while a batch is being applied, so this can be short.
+    ack_wait: float = Field(default=10.0, gt=0)
     #: Seconds before a failed message is redelivered (grows with each attempt).
     nak_delay: float = Field(default=1.0, ge=0)
     #: Messages a consumer takes per fetch, and seconds it waits to fill a batch.

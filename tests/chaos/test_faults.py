@@ -20,6 +20,9 @@ from tests.helpers import eventually
 
 pytestmark = pytest.mark.chaos
 
+#: Production-like failure handling (the other tests make poison fail fast with 3 deliveries).
+RETRY_ENV = {"OSSO_MAX_DELIVER": "8", "OSSO_NAK_DELAY": "0.5", "OSSO_ACK_WAIT": "10"}
+
 
 def wait_progress(load: Load, at_least: int, timeout: float = 120) -> None:
     eventually(lambda: load.progress >= at_least, timeout=timeout, interval=0.1)
@@ -28,7 +31,7 @@ def wait_progress(load: Load, at_least: int, timeout: float = 120) -> None:
 def test_kill_9_each_process_in_turn_under_load(tmp_path: Path) -> None:
     server = NatsServer(tmp_path / "nats", port=free_port(), log_file=tmp_path / "nats.log").start()
     asyncio.run(provision_streams(server.url))
-    p = make_platform(tmp_path, server.url)
+    p = make_platform(tmp_path, server.url, **RETRY_ENV)
     p.start()
     try:
         load = Load(p, total=2000)
@@ -58,7 +61,7 @@ def test_kill_9_each_process_in_turn_under_load(tmp_path: Path) -> None:
 def test_two_replicas_of_referral_and_notification_share_the_work(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    p = make_platform(tmp_path, nats_server.url)
+    p = make_platform(tmp_path, nats_server.url, **RETRY_ENV)
     p.start()
     try:
         p.start_service("referral", replica=2)
@@ -110,7 +113,7 @@ def test_three_node_cluster_loses_a_node_under_load(tmp_path: Path) -> None:
         return info.config.num_replicas or 0
 
     assert asyncio.run(replicas()) == 3
-    p = make_platform(tmp_path, url)
+    p = make_platform(tmp_path, url, **RETRY_ENV)
     p.start()
     try:
         load = Load(p, total=1000)
