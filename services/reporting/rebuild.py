@@ -25,6 +25,7 @@ import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -69,8 +70,15 @@ class RebuildResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-#: Seconds without a message after which a stream is taken as read to its end.
+#: Seconds without a message after which we look whether the last one still exists, and after
+#: which the rebuild gives up (a loaded machine can pause a flow-controlled consumer for a while).
 IDLE_END = 10.0
+IDLE_GIVE_UP = 300.0
+
+
+class RebuildIncomplete(RuntimeError):
+    """A stream stopped delivering before its last message: the fresh tables would miss events."""
+
 
 Handler = Callable[[dict[str, str] | None, bytes], None]
 
@@ -111,10 +119,17 @@ async def read_stream(js: JetStreamContext, stream: str, first: int, last: int, 
             try:
                 await asyncio.wait_for(done.wait(), timeout=2.0)
             except TimeoutError:
-                # The last message was deleted (or removed by the stream's limits): it never comes.
-                # No request here: while messages flow, a reply could wait behind thousands of them.
-                if time.monotonic() - last_seen > IDLE_END:
-                    break
+                idle = time.monotonic() - last_seen
+                if idle < IDLE_END:
+                    continue
+                try:
+                    await js.get_msg(stream, last)
+                except NotFoundError:
+                    break  # the last message was deleted (or aged out): it never comes
+                if idle > IDLE_GIVE_UP:
+                    raise RebuildIncomplete(
+                        f"{stream}: no message for {idle:.0f} s after {seen} of up to {last - first + 1}"
+                    ) from None
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
@@ -202,7 +217,7 @@ async def rebuild(
     result = RebuildResult()
     nc = await nats.connect(settings.bus.nats_url, name="osso-reporting-rebuild")
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=30.0)  # API replies can queue behind a flood of replayed messages
         state = MemoryState()
         projection = Projection(state, hasher, phases)
         lasts = await _last_seqs(js)
