@@ -27,10 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import compat
 from shared.auth import Role, mint_token
-from shared.consumer import Apply, EventConsumer
+from shared.consumer import Apply, BatchApply, Decode, EventConsumer
 from shared.crypto import ensure_secret_file
 from shared.db import create_schema, make_engine, make_sessionmaker, ping, plumbing_tables
 from shared.deadletter import DeadLetterer
+from shared.envelope import decode
 from shared.http import install_problem_handlers, metrics_response, problem
 from shared.logs import configure_logging, get_logger
 from shared.outbox import OutboxRelay
@@ -104,8 +105,17 @@ class Runtime:
             max_ack_pending=max(1000, bus.batch_size * 10),
         )
 
-    def event_consumer(self, durable: str, stream: str, apply: Apply) -> EventConsumer:
-        return EventConsumer(self, durable, stream, apply)
+    def event_consumer(
+        self,
+        durable: str,
+        stream: str,
+        apply: Apply | None = None,
+        *,
+        apply_batch: BatchApply | None = None,
+        decoder: Decode = decode,
+    ) -> EventConsumer:
+        """The idempotent consumer of one durable: per-event ``apply`` or whole-batch ``apply_batch``."""
+        return EventConsumer(self, durable, stream, apply, apply_batch=apply_batch, decoder=decoder)
 
     def include(self, router: NatsRouter) -> None:
         self.broker.include_router(router)
