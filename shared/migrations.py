@@ -7,6 +7,7 @@ The upgrade runs in one transaction, so a failed migration leaves the schema as 
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,8 +16,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from shared.db import plumbing_tables
 
 
 def alembic_config(script_location: Path | str, connection: Connection | None = None) -> Config:
@@ -65,3 +68,38 @@ def migrator(script_location: Path | str) -> Callable[[AsyncEngine], Awaitable[N
         await upgrade(engine, script_location)
 
     return _migrate
+
+
+def run_env(metadata: MetaData, service: str) -> None:
+    """The body of every service's Alembic ``env.py``: migrate ``metadata`` on the connection
+    ``upgrade`` passes in, or, from the ``alembic`` command, on ``-x url=<URL>`` (default: the
+    service's development SQLite file) for ``revision --autogenerate``."""
+    from alembic import context
+
+    plumbing_tables(metadata)  # the outbox, inbox and failures tables are part of every schema
+
+    def run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if context.is_offline_mode():
+        raise SystemExit(f"{service} migrations run online only")
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or f"sqlite+aiosqlite:///var/{service}.db"
+
+    async def main() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+        await engine.dispose()
+
+    asyncio.run(main())
