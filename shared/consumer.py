@@ -151,9 +151,16 @@ class EventConsumer:
                     else:
                         seen.add(env.id)
                         fresh.append((m, env))
-                errors = await self.apply_batch(uow, [env for _, env in fresh]) if fresh else {}
+                # One consumer span per event, each the child of the span that published it.
+                spans = [self._start_span(m, env) for m, env in fresh]
+                try:
+                    errors = await self.apply_batch(uow, [env for _, env in fresh]) if fresh else {}
+                finally:
+                    for span in spans:
+                        span.end()
                 for n, (m, env) in enumerate(fresh):
                     if n in errors:
+                        spans[n].set_status(trace.Status(trace.StatusCode.ERROR, type(errors[n]).__name__))
                         failed.append((m, env, f"{type(errors[n]).__name__}: {errors[n]}"))
                     else:
                         applied.append(m)
@@ -194,14 +201,27 @@ class EventConsumer:
             f"{self.durable} process",
             context=extract_context(m.headers),
             kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": m.subject,
-                "messaging.message.id": env.id,
-                "messaging.consumer.group.name": self.durable,
-                "cloudevents.event_type": env.type,
-            },
+            attributes=self._span_attributes(m, env),
         )
+
+    def _start_span(self, m: Msg, env: Envelope) -> trace.Span:
+        """The same span, started without becoming current (a batch applies many at once)."""
+        return self._tracer.start_span(
+            f"{self.durable} process",
+            context=extract_context(m.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes=self._span_attributes(m, env),
+        )
+
+    def _span_attributes(self, m: Msg, env: Envelope) -> dict[str, str]:
+        # Ids and types only: nothing about her.
+        return {
+            "messaging.system": "nats",
+            "messaging.destination.name": m.subject,
+            "messaging.message.id": env.id,
+            "messaging.consumer.group.name": self.durable,
+            "cloudevents.event_type": env.type,
+        }
 
     async def _nak(self, m: Msg) -> None:
         # Exponential backoff (capped at a minute), so a transient cause such as an event from
