@@ -56,9 +56,13 @@ def provision(
     nats_url: NatsUrl = None,
     replicas: Annotated[int, typer.Option(envvar="OSSO_STREAM_REPLICAS")] = 1,
     duplicate_window: Annotated[float, typer.Option(envvar="OSSO_DUPLICATE_WINDOW")] = 120.0,
+    allow_fewer_replicas: Annotated[
+        bool, typer.Option(help="Lower the replica count of existing streams (never done otherwise).")
+    ] = False,
 ) -> None:
     """Declare (create or update) every JetStream stream."""
-    for line in asyncio.run(provision_streams(_nats_url(nats_url), replicas, duplicate_window)):
+    url = _nats_url(nats_url)
+    for line in asyncio.run(provision_streams(url, replicas, duplicate_window, allow_fewer_replicas)):
         typer.echo(line)
 
 

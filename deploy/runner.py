@@ -27,10 +27,17 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_PARTNERS = REPO / "deploy" / "demo" / "partners.json"
 
 
-async def provision_streams(url: str, replicas: int = 1, duplicate_window: float = 120.0) -> list[str]:
+async def provision_streams(
+    url: str, replicas: int = 1, duplicate_window: float = 120.0, allow_fewer_replicas: bool = False
+) -> list[str]:
     nc = await nats.connect(servers=url.split(","), connect_timeout=5, max_reconnect_attempts=3)
     try:
-        return await provision(nc.jetstream(), replicas=replicas, duplicate_window=duplicate_window)
+        return await provision(
+            nc.jetstream(),
+            replicas=replicas,
+            duplicate_window=duplicate_window,
+            allow_fewer_replicas=allow_fewer_replicas,
+        )
     finally:
         await nc.close()
 

@@ -67,17 +67,30 @@ def stream_config(spec: StreamSpec, *, replicas: int, duplicate_window: float) -
     )
 
 
-async def provision(js: JetStreamContext, *, replicas: int = 1, duplicate_window: float = 120.0) -> list[str]:
-    """Create or update every stream; returns ``"<name>: created|updated"`` lines."""
+def kept_replicas(existing: int, requested: int, *, allow_fewer: bool) -> int:
+    """The replica count to apply to an existing stream. A routine re-provision (every ``osso up``,
+    every service deployment) must not quietly turn an R3 stream of a cluster into R1: lowering
+    replication takes an explicit ``allow_fewer``."""
+    return requested if allow_fewer or requested >= existing else existing
+
+
+async def provision(
+    js: JetStreamContext,
+    *,
+    replicas: int = 1,
+    duplicate_window: float = 120.0,
+    allow_fewer_replicas: bool = False,
+) -> list[str]:
+    """Create or update every stream; returns ``"<name>: created|updated (R<n>)"`` lines."""
     report = []
     for spec in ALL_STREAMS:
-        config = stream_config(spec, replicas=replicas, duplicate_window=duplicate_window)
         try:
-            await js.stream_info(spec.name)
+            info = await js.stream_info(spec.name)
         except NotFoundError:
-            await js.add_stream(config)
-            report.append(f"{spec.name}: created")
+            await js.add_stream(stream_config(spec, replicas=replicas, duplicate_window=duplicate_window))
+            report.append(f"{spec.name}: created (R{replicas})")
         else:
-            await js.update_stream(config)
-            report.append(f"{spec.name}: updated")
+            n = kept_replicas(info.config.num_replicas or 1, replicas, allow_fewer=allow_fewer_replicas)
+            await js.update_stream(stream_config(spec, replicas=n, duplicate_window=duplicate_window))
+            report.append(f"{spec.name}: updated (R{n})")
     return report

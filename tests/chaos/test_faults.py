@@ -114,8 +114,10 @@ def test_three_node_cluster_loses_a_node_under_load(tmp_path: Path) -> None:
 
     assert asyncio.run(replicas()) == 3
     p = make_platform(tmp_path, url, **RETRY_ENV)
+    p.stream_replicas = 3
     p.start()
     try:
+        assert asyncio.run(replicas()) == 3, "starting the platform must not lower the streams' replication"
         load = Load(p, total=1000)
         pool = load.run()
         wait_progress(load, 300)

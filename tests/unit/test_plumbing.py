@@ -90,3 +90,11 @@ def test_scrub_masks_phones_ids_and_emails() -> None:
     for secret in ("0912 345 678", "+84912345678", "001234567890", "a.b@example.vn"):
         assert secret not in cleaned
     assert "case 42" in cleaned
+
+
+def test_reprovisioning_never_lowers_stream_replication_unless_asked() -> None:
+    from shared.streams import kept_replicas
+
+    assert kept_replicas(3, 1, allow_fewer=False) == 3  # `osso up` against an R3 cluster keeps R3
+    assert kept_replicas(1, 3, allow_fewer=False) == 3  # raising is always allowed
+    assert kept_replicas(3, 1, allow_fewer=True) == 1
