@@ -60,6 +60,14 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
 
+    # One connection per process: SQLite has one writer at a time anyway, and every transaction
+    # here begins IMMEDIATE. With a pool of several, concurrent requests fight over the file
+    # lock through SQLite's busy handler, which sleeps (up to 100 ms a try); one connection
+    # makes them queue in asyncio instead, in order, with no sleeping. Other processes sharing
+    # the file (replicas, the CLI) still meet the busy timeout.
+    kwargs.setdefault("pool_size", 1)
+    kwargs.setdefault("max_overflow", 0)
+    kwargs.setdefault("pool_timeout", 60)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -99,6 +99,13 @@ def new_row(case: Case) -> CaseRow:
         consent_sms=False,
         opened_at=case.opened_at,
         updated_at=case.opened_at,
+        # Given, not defaulted: pydantic inspects a default_factory's signature on every use,
+        # which was a visible share of a registration's time.
+        priorities={},
+        profile={},
+        story={},
+        children=[],
+        contact={},
     )
     write_back(case, row, case.opened_at)
     return row
