@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import statistics
 import sys
@@ -96,11 +98,24 @@ async def run_round(url: str, token: str, start: int, n: int, concurrency: int) 
     return n / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the uvicorn workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1, help="intake processes on its port (OSSO_INTAKE_WORKERS)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nats_server = NatsServer(Path(tmp) / "nats").start()
@@ -110,23 +125,32 @@ def main() -> None:
             nats_url=nats_server.url,
             ports={"intake": free_port()},
             seed_demo=False,
-            extra_env={"OSSO_LOG_LEVEL": "WARNING"},
+            extra_env={"OSSO_LOG_LEVEL": "WARNING", "OSSO_INTAKE_WORKERS": str(args.workers)},
             log_dir=Path(tmp) / "logs",
         )
         p.start(services=("intake",))
         try:
             token = p.token(Role.CENTRAL_ADMIN)
             asyncio.run(run_round(p.url("intake"), token, 10_000_000, 200, args.concurrency))  # warm-up
-            rates = []
+            rates, cpu_ms = [], []
+            pid = p.processes["intake"].pid
             for r in range(args.rounds):
+                cpu0 = cpu_seconds(pid)
                 rate = asyncio.run(
                     run_round(p.url("intake"), token, r * args.cases, args.cases, args.concurrency)
                 )
                 rates.append(rate)
+                # CPU per registration does not depend on what else the machine runs: 1000 / ms is
+                # what one core could do, whatever the wall-clock rate of this round.
+                cpu_ms.append((cpu_seconds(pid) - cpu0) * 1000 / args.cases)
                 print(
-                    f"round {r + 1}: {rate:.0f} registrations/s ({args.cases} cases, {args.concurrency} concurrent)"
+                    f"round {r + 1}: {rate:.0f} registrations/s, {cpu_ms[-1]:.1f} ms intake CPU each "
+                    f"({args.cases} cases, {args.concurrency} concurrent, {args.workers} worker(s))"
                 )
-            print(f"median: {statistics.median(rates):.0f} registrations/s")
+            print(
+                f"median: {statistics.median(rates):.0f} registrations/s, "
+                f"{statistics.median(cpu_ms):.1f} ms intake CPU per registration"
+            )
         finally:
             p.stop()
             nats_server.stop()

@@ -173,8 +173,12 @@ def contracts(out: Annotated[Path, typer.Option(help="where to write")] = Path("
     from shared.contracts import asyncapi_document, event_schemas
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "asyncapi.json").write_text(json.dumps(asyncapi_document(), indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-    (out / "event-schemas.json").write_text(json.dumps(event_schemas(), indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    (out / "asyncapi.json").write_text(
+        json.dumps(asyncapi_document(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    )
+    (out / "event-schemas.json").write_text(
+        json.dumps(event_schemas(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    )
     typer.echo(f"wrote {out / 'asyncapi.json'} and {out / 'event-schemas.json'}")
 
 

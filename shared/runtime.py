@@ -34,6 +34,7 @@ from shared.deadletter import DeadLetterer
 from shared.envelope import decode
 from shared.http import install_problem_handlers, metrics_response, problem
 from shared.logs import configure_logging, get_logger
+from shared.natsserver import die_with_parent
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.telemetry import configure_tracing
@@ -54,6 +55,8 @@ class Runtime:
         self.name = name
         self.settings = settings
         self.metadata = metadata
+        if settings.workers > 1:
+            die_with_parent()  # a worker: go when the supervisor goes, even if it was killed -9
         #: How the schema is brought up to date at start: ``metadata.create_all`` unless the service
         #: has migrations (e.g. ``shared.migrations.migrator(...)``).
         self.migrate = migrate
@@ -64,9 +67,11 @@ class Runtime:
         self.jwt_secret = settings.platform.jwt_secret or ensure_secret_file(
             settings.platform.data_dir / "keys" / "jwt-secret"
         )
+        #: Tracing off (the default) costs nothing per request or message: no instrumentation at all.
+        self.tracing = settings.observability.otel_exporter != "none"
         self.broker = NatsBroker(
             settings.bus.nats_servers,
-            middlewares=[NatsTelemetryMiddleware()],
+            middlewares=[NatsTelemetryMiddleware()] if self.tracing else [],
             # Warnings and errors only: per-message logs cost a third of throughput (ARCHITECTURE.md).
             logger=logging.getLogger("faststream"),
             max_reconnect_attempts=-1,
@@ -240,12 +245,29 @@ def create_http_app(rt: Runtime, routers: Iterable[APIRouter], *, title: str, ve
     async def metrics() -> Any:
         return metrics_response()
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    if rt.tracing:
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run the app with uvicorn on the configured host and port."""
+def serve(factory: str, settings: ServiceSettings) -> None:
+    """Run a service with uvicorn on the configured host and port. ``factory`` is
+    ``"services.<name>.app:create_app"``, called with ``settings`` in this process, or, with
+    ``workers`` > 1, with no argument in each worker process (it then reads the same environment)."""
+    import importlib
+
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if settings.workers > 1:
+        uvicorn.run(factory, factory=True, workers=settings.workers, **common)
+        return
+    module, name = factory.split(":")
+    app = getattr(importlib.import_module(module), name)(settings)
+    uvicorn.run(app, **common)

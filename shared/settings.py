@@ -37,6 +37,7 @@ class BusSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     #: Seconds within which a re-published event id is dropped by the server.
     duplicate_window: float = Field(default=120.0, gt=0)
+
     @property
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
@@ -75,6 +76,10 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 0
+    #: Processes serving this service on its one port (uvicorn workers). Each is a full replica:
+    #: its own consumers on the shared durable consumers, its own outbox relay. On SQLite their
+    #: writes still take turns on the one file; on PostgreSQL they scale with the cores.
+    workers: int = Field(default=1, ge=1, le=64)
     #: SQLAlchemy async URL; empty means a SQLite file under the data dir.
     database_url: str = ""
 

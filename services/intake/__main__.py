@@ -1,6 +1,4 @@
-from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.runtime import serve
 
-settings = IntakeSettings()
-serve(create_app(settings), settings)
+serve("services.intake.app:create_app", IntakeSettings())

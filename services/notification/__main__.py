@@ -1,6 +1,4 @@
-from services.notification.app import create_app
 from services.notification.settings import NotificationSettings
 from shared.runtime import serve
 
-settings = NotificationSettings()
-serve(create_app(settings), settings)
+serve("services.notification.app:create_app", NotificationSettings())

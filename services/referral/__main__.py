@@ -1,6 +1,4 @@
-from services.referral.app import create_app
 from services.referral.settings import ReferralSettings
 from shared.runtime import serve
 
-settings = ReferralSettings()
-serve(create_app(settings), settings)
+serve("services.referral.app:create_app", ReferralSettings())

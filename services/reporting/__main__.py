@@ -1,6 +1,4 @@
-from services.reporting.app import create_app
 from services.reporting.settings import ReportingSettings
 from shared.runtime import serve
 
-settings = ReportingSettings()
-serve(create_app(settings), settings)
+serve("services.reporting.app:create_app", ReportingSettings())
