@@ -143,7 +143,7 @@ class CaseFiles:
         self.session.add(CaseKeyRow(case_id=case.id, wrapped_key=wrapped, created_at=case.opened_at))
         row.identity_enc = self.protector.seal_identity(key, identity)
         self.session.add(row)
-        await self._index(case.id, case.province, identity)
+        await self._index(case.id, case.province, identity, new=True)
         return key
 
     async def store_identity(self, row: CaseRow, identity: Identity) -> None:
@@ -152,10 +152,10 @@ class CaseFiles:
         row.identity_enc = self.protector.seal_identity(key, identity)
         await self._index(row.id, row.province, identity)
 
-    async def _index(self, case_id: str, province: str, identity: Identity) -> None:
+    async def _index(self, case_id: str, province: str, identity: Identity, *, new: bool = False) -> None:
         keys = search_keys(identity, province)
         await replace_lookups(
-            self.session, case_id, province, [(k.kind, self.protector.digest(k)) for k in keys]
+            self.session, case_id, province, [(k.kind, self.protector.digest(k)) for k in keys], new=new
         )
 
     async def shred(self, row: CaseRow, at: datetime) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, Index, Select, Table, delete, func, insert, select
+from sqlalchemy import JSON, Column, Index, Select, Table, and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -154,10 +154,11 @@ consents_t = table(ConsentRecordRow)
 
 
 async def replace_lookups(
-    session: AsyncSession, case_id: str, province: str, digests: list[tuple[str, str]]
+    session: AsyncSession, case_id: str, province: str, digests: list[tuple[str, str]], *, new: bool = False
 ) -> None:
-    """Make ``(kind, digest)`` pairs the case's only lookups."""
-    await session.execute(delete(lookups).where(lookups.c.case_id == case_id))
+    """Make ``(kind, digest)`` pairs the case's only lookups (``new``: it has none yet)."""
+    if not new:
+        await session.execute(delete(lookups).where(lookups.c.case_id == case_id))
     rows = [
         {"case_id": case_id, "province": province, "kind": kind, "digest": digest}
         for kind, digest in dict.fromkeys(digests)
@@ -169,20 +170,22 @@ async def replace_lookups(
 async def matching_cases(
     session: AsyncSession, pairs: list[tuple[str, str]], provinces: list[str] | None
 ) -> dict[str, set[str]]:
-    """Case ids whose lookups match any ``(kind, digest)``, with the kinds that matched."""
-    found: dict[str, set[str]] = {}
+    """Case ids whose lookups match any ``(kind, digest)``, with the kinds that matched.
+    One query for every kind: registration runs it on each request."""
+    if not pairs:
+        return {}
     by_kind: dict[str, list[str]] = {}
     for kind, digest in pairs:
         by_kind.setdefault(kind, []).append(digest)
-    for kind, digests in by_kind.items():
-        q = select(lookups.c.case_id).where(
-            lookups.c.kind == kind,
-            lookups.c.digest.in_(digests),
-        )
-        if provinces is not None:
-            q = q.where(lookups.c.province.in_(provinces))
-        for case_id in (await session.execute(q)).scalars():
-            found.setdefault(case_id, set()).add(kind)
+    # One OR term per kind, each served by the (kind, digest, province) index.
+    q = select(lookups.c.case_id, lookups.c.kind).where(
+        or_(*(and_(lookups.c.kind == kind, lookups.c.digest.in_(ds)) for kind, ds in by_kind.items()))
+    )
+    if provinces is not None:
+        q = q.where(lookups.c.province.in_(provinces))
+    found: dict[str, set[str]] = {}
+    for case_id, kind in (await session.execute(q)).tuples():
+        found.setdefault(case_id, set()).add(kind)
     return found
 
 
