@@ -184,7 +184,7 @@ async def matching_cases(
     if provinces is not None:
         q = q.where(lookups.c.province.in_(provinces))
     found: dict[str, set[str]] = {}
-    for case_id, kind in (await session.execute(q)).tuples():
+    for case_id, kind in (await session.execute(q)).all():
         found.setdefault(case_id, set()).add(kind)
     return found
 

@@ -346,8 +346,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             )
             files = CaseFiles(session, protector)
             items = []
-            for row in rows:
-                identity = await files.identity(row)
+            for row, identity in zip(rows, await files.identities(list(rows)), strict=True):
                 phone = identity.phones[0] if identity.phones else None
                 items.append(
                     CaseSummary(
