@@ -19,7 +19,10 @@ import asyncio
 import json
 import os
 import platform as host
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -74,7 +77,9 @@ async def raw_baseline(url: str, n: int, payload: bytes) -> dict[str, float]:
         publish_s = time.perf_counter() - start
 
         sub = await js.pull_subscribe(
-            "bench.raw.x", durable="raw", config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000)
+            "bench.raw.x",
+            durable="raw",
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000),
         )
         got = 0
         start = time.perf_counter()
@@ -99,7 +104,9 @@ async def raw_baseline(url: str, n: int, payload: bytes) -> dict[str, float]:
 
 
 async def summary(client: httpx.AsyncClient, p: Platform, token: str) -> dict[str, Any]:
-    r = await client.get(p.url("reporting") + "/v1/reports/summary", headers={"Authorization": f"Bearer {token}"})
+    r = await client.get(
+        p.url("reporting") + "/v1/reports/summary", headers={"Authorization": f"Bearer {token}"}
+    )
     r.raise_for_status()
     return r.json()
 
@@ -117,7 +124,9 @@ async def applied_events(client: httpx.AsyncClient, p: Platform) -> dict[str, fl
     return out
 
 
-async def post_cases(client: httpx.AsyncClient, p: Platform, token: str, start: int, n: int, concurrency: int) -> int:
+async def post_cases(
+    client: httpx.AsyncClient, p: Platform, token: str, start: int, n: int, concurrency: int
+) -> int:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(start, start + n):
         queue.put_nowait(i)
@@ -155,20 +164,79 @@ async def wait_processed(
     raise TimeoutError(f"platform did not process {cases} cases within {timeout}s: {s['totals']}")
 
 
+def cpu_seconds(pid: int, workers: bool = True) -> float:
+    """User + system CPU of a process so far (with ``workers``, also of its child processes:
+    a service's uvicorn workers), from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if workers else []
+    except OSError:
+        children = []
+    for p in [pid, *map(int, children)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def process_ids(p: Platform, server: NatsServer) -> dict[str, int]:
+    pids = {s: proc.pid for s, proc in p.processes.items()}
+    if server.process is not None:
+        pids["nats-server"] = server.process.pid
+    pids["load generator"] = os.getpid()
+    return pids
+
+
+def start_profiles(pids: dict[str, int], out: Path | None) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every service process for the closed loop (``--profile DIR``): raw stacks that
+    show where each process spends its time (``bench/profile_summary.py DIR`` sums them up)."""
+    if out is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    return [
+        subprocess.Popen(
+            [str(spy), "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(out / f"{name}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+        if name in SERVICES
+    ]
+
+
+def stop_profiles(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    for proc in procs:
+        proc.wait(30)
+
+
 # -- 2. closed loop -----------------------------------------------------------------------------------
 
 
-async def closed_loop(p: Platform, token: str, cases: int, concurrency: int) -> dict[str, Any]:
+async def closed_loop(
+    p: Platform, token: str, cases: int, concurrency: int, pids: dict[str, int], profile: Path | None = None
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         base = (await summary(client, p, token))["totals"]["cases_opened"]
         events_before = await applied_events(client, p)
+        spies = start_profiles(pids, profile)
+        cpu_before = {name: cpu_seconds(pid, name in SERVICES) for name, pid in pids.items()}
         start = time.perf_counter()
         failures = await post_cases(client, p, token, 1_000_000, cases, concurrency)
         accepted_s = time.perf_counter() - start
         await wait_processed(client, p, token, base + cases)
         elapsed = time.perf_counter() - start
+        cpu_after = {name: cpu_seconds(pid, name in SERVICES) for name, pid in pids.items()}
+        stop_profiles(spies)
         events_after = await applied_events(client, p)
+    # CPU per case, per process: what bounds throughput on a machine with a given number of cores.
+    cpu_ms_per_case = {name: (cpu_after[name] - cpu_before[name]) * 1000 / cases for name in pids}
     per_service = {s: (events_after[s] - events_before[s]) / elapsed for s in SERVICES}
     total_events = sum(events_after[s] - events_before[s] for s in SERVICES)
     return {
@@ -181,6 +249,11 @@ async def closed_loop(p: Platform, token: str, cases: int, concurrency: int) -> 
         "events_applied": total_events,
         "events_per_s_by_service": per_service,
         "us_per_event": elapsed / total_events * 1e6 if total_events else None,
+        "cpu_ms_per_case": cpu_ms_per_case,
+        # The platform's own processes; the load generator's share is shown beside it.
+        "cpu_bound_cases_per_s": (os.cpu_count() or 1)
+        * 1000
+        / sum(ms for name, ms in cpu_ms_per_case.items() if name != "load generator"),
     }
 
 
@@ -208,7 +281,9 @@ async def open_loop(p: Platform, token: str, rate: float, seconds: float) -> dic
 
         async def one(i: int) -> None:
             await client.post(
-                p.url("intake") + "/v1/cases", json=case_body(2_000_000 + i), headers={"Authorization": f"Bearer {token}"}
+                p.url("intake") + "/v1/cases",
+                json=case_body(2_000_000 + i),
+                headers={"Authorization": f"Bearer {token}"},
             )
             posted.append(time.perf_counter())
 
@@ -239,7 +314,9 @@ async def open_loop(p: Platform, token: str, rate: float, seconds: float) -> dic
 # -- main ---------------------------------------------------------------------------------------------
 
 
-def run(cases: int, rate: float, seconds: float, concurrency: int, raw_messages: int) -> dict[str, Any]:
+def run(
+    cases: int, rate: float, seconds: float, concurrency: int, raw_messages: int, profile: Path | None = None
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="osso-bench-"))
     server = NatsServer(tmp / "nats", log_file=tmp / "nats.log").start()
     p = Platform(
@@ -254,8 +331,9 @@ def run(cases: int, rate: float, seconds: float, concurrency: int, raw_messages:
         token = p.token(Role.CENTRAL_ADMIN)
         payload = b"x" * 600  # about the size of a case.opened event
         raw = asyncio.run(raw_baseline(server.url, raw_messages, payload))
-        asyncio.run(closed_loop(p, token, min(200, cases), concurrency))  # warm-up
-        closed = asyncio.run(closed_loop(p, token, cases, concurrency))
+        pids = process_ids(p, server)
+        asyncio.run(closed_loop(p, token, min(200, cases), concurrency, pids))  # warm-up
+        closed = asyncio.run(closed_loop(p, token, cases, concurrency, pids, profile))
         opened = asyncio.run(open_loop(p, token, rate, seconds))
     finally:
         p.stop()
@@ -286,6 +364,8 @@ def print_table(r: dict[str, Any]) -> None:
             for service, rate in closed["events_per_s_by_service"].items()
         ),
         ("platform cost per event", f"{closed['us_per_event']:.1f} µs"),
+        *((f"  CPU per case: {name}", f"{ms:.1f} ms") for name, ms in closed["cpu_ms_per_case"].items()),
+        ("  CPU bound (cores × 1000 / platform ms)", f"{closed['cpu_bound_cases_per_s']:,.0f} cases/s"),
         ("platform cost / raw cost", f"{r['platform_cost_ratio']:.1f}×"),
         (f"open loop {opened['rate_per_s']:.0f} cases/s: POST→summary p50", f"{opened['p50_ms']:.0f} ms"),
         ("  p95", f"{opened['p95_ms']:.0f} ms"),
@@ -297,14 +377,17 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--raw-messages", type=int, default=20_000)
+    parser.add_argument("--profile", type=Path, help="py-spy every service during the closed loop into DIR")
     args = parser.parse_args()
-    result = run(args.cases, args.rate, args.seconds, args.concurrency, args.raw_messages)
+    result = run(args.cases, args.rate, args.seconds, args.concurrency, args.raw_messages, args.profile)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"platform-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2))
