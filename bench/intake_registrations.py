@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import random
 import statistics
 import sys
@@ -24,10 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.runner import (
-    Platform,
-    provision_streams,
-)
+from deploy.runner import Platform, cpu_seconds, provision_streams
 from shared.auth import Role
 from shared.natsserver import NatsServer, free_port
 
@@ -98,24 +93,14 @@ async def run_round(url: str, token: str, start: int, n: int, concurrency: int) 
     return n / elapsed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (the uvicorn workers), from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=1, help="intake processes on its port (OSSO_INTAKE_WORKERS)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="intake processes on its port (OSSO_INTAKE_WORKERS)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nats_server = NatsServer(Path(tmp) / "nats").start()

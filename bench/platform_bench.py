@@ -33,7 +33,7 @@ import httpx
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from deploy.runner import SERVICES, Platform
+from deploy.runner import SERVICES, Platform, cpu_seconds
 from shared.auth import Role
 from shared.natsserver import NatsServer, free_port
 
@@ -162,24 +162,6 @@ async def wait_processed(
             return s
         await asyncio.sleep(0.02)
     raise TimeoutError(f"platform did not process {cases} cases within {timeout}s: {s['totals']}")
-
-
-def cpu_seconds(pid: int, workers: bool = True) -> float:
-    """User + system CPU of a process so far (with ``workers``, also of its child processes:
-    a service's uvicorn workers), from /proc (Linux)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if workers else []
-    except OSError:
-        children = []
-    for p in [pid, *map(int, children)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def process_ids(p: Platform, server: NatsServer) -> dict[str, int]:
