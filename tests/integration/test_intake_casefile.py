@@ -96,7 +96,8 @@ def tag() -> str:
 
 
 def unique_phone() -> str:
-    return "09" + str(uuid.uuid4().int)[:8]
+    # 091x is a live mobile range; some other 09x ranges (095...) are not, and failed validation.
+    return "091" + str(uuid.uuid4().int)[:7]
 
 
 def unique_cccd(year: int = 1990) -> str:

@@ -63,6 +63,7 @@ from shared.events import CaseStatus, ConsentPurpose, ContactPreferences, Need, 
 from shared.http import ProblemError
 from shared.phones import InvalidPhone, mask, to_e164
 from shared.runtime import Runtime
+from shared.uow import UnitOfWork
 from shared.vntext import fold
 from shared.vocab import Channel, ServiceCategory
 
@@ -178,6 +179,14 @@ def _visible_provinces(who: Principal) -> list[str] | None:
     if who.role in (Role.CENTRAL_ADMIN, Role.SERVICE):
         return None
     return [who.province] if who.province else []
+
+
+async def _save(uow: UnitOfWork, case: Case, row: CaseRow, now: datetime) -> None:
+    """Write the case back to its row and commit it with the events the change raised."""
+    write_back(case, row, now)
+    uow.session.add(row)
+    uow.emit(*case.events)
+    await uow.commit()
 
 
 def build_router(rt: Runtime, protector: Protector) -> APIRouter:
@@ -451,10 +460,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             if changed:
                 await files.store_identity(row, identity)
                 files.audit(who.audit_name, "update", row.id, changed, "case_update")
-            write_back(case, row, now)
-            uow.session.add(row)
-            uow.emit(*case.events)
-            await uow.commit()
+            await _save(uow, case, row, now)
         return case_out(row, identity)
 
     # -- consent ----------------------------------------------------------------------------------
@@ -498,10 +504,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                         )
             except DomainError as exc:
                 raise _domain_problem(exc) from None
-            write_back(case, row, now)
-            uow.session.add(row)
-            uow.emit(*case.events)
-            await uow.commit()
+            await _save(uow, case, row, now)
         return case_out(row, None)
 
     @router.get("/v1/cases/{case_id}/consents", response_model=list[ConsentRecordOut])
@@ -538,10 +541,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                 case.assess_needs([Need(category=n.category, priority=n.priority) for n in body.needs], now)
             except DomainError as exc:
                 raise _domain_problem(exc) from None
-            write_back(case, row, now)
-            uow.session.add(row)
-            uow.emit(*case.events)
-            await uow.commit()
+            await _save(uow, case, row, now)
         return case_out(row, None)
 
     @router.post("/v1/cases/{case_id}/sessions", status_code=201, response_model=SessionOut)
@@ -584,10 +584,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                 recorded_at=now,
             )
             uow.session.add(srow)
-            write_back(case, row, now)
-            uow.session.add(row)
-            uow.emit(*case.events)
-            await uow.commit()
+            await _save(uow, case, row, now)
         return _session_out(srow)
 
     @router.get("/v1/cases/{case_id}/sessions", response_model=list[SessionOut])
@@ -610,10 +607,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                 change(case, now)
             except DomainError as exc:
                 raise _domain_problem(exc) from None
-            write_back(case, row, now)
-            uow.session.add(row)
-            uow.emit(*case.events)
-            await uow.commit()
+            await _save(uow, case, row, now)
         return case_out(row, None)
 
     @router.post("/v1/cases/{case_id}/close", response_model=CaseOut)
@@ -640,10 +634,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             case.erase(now)
             await files.shred(row, now)
             files.audit(who.audit_name, "erase", row.id, ["identity", "session.notes"], "erasure")
-            write_back(case, row, now)
-            uow.session.add(row)
-            uow.emit(*case.events)
-            await uow.commit()
+            await _save(uow, case, row, now)
 
     return router
 
