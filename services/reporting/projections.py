@@ -376,7 +376,7 @@ class MemoryState:
     cases: dict[str, CaseDims] = field(default_factory=dict)
     referrals: dict[str, ReferralTimes] = field(default_factory=dict)
     pendings: defaultdict[str, Counter[Cell]] = field(default_factory=lambda: defaultdict(Counter))
-    cube: defaultdict[Cell, int] = field(default_factory=lambda: defaultdict(int))
+    cube: Counter[Cell] = field(default_factory=Counter)
 
     def claim(self, key: str, fact: Fact) -> bool:
         if key in self.facts:
@@ -411,6 +411,10 @@ class MemoryState:
 
     def bump_all(self, cells: list[Cell], delta: int) -> None:
         cube = self.cube
+        if delta == 1:
+            # Counter.update counts in C and hashes each cell once (most figures add 1).
+            cube.update(cells)
+            return
         for cell in cells:
             cube[cell] += delta
 

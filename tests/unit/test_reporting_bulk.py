@@ -1,0 +1,51 @@
+"""The rebuild's shortcuts give what the slow ways give: the stream sequence from a reply subject,
+the key order of cube rows, the in-memory cube's counting."""
+
+from __future__ import annotations
+
+import pytest
+from nats.aio.msg import Msg
+
+from services.reporting.projections import Cell, MemoryState
+from services.reporting.rebuild import stream_sequence
+from services.reporting.store import _cell_rows, level
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.OSSO_CASE.dur.1.4213.4213.1732345678901234567.0",
+        "$JS.ACK.hub.ACCHASH.OSSO_REFERRAL.dur.2.17.9.1732345678901234567.3.r4nd0m",
+        "$JS.ACK.hub.ACCHASH.OSSO_REFERRAL.dur.2.99.9.1732345678901234567.3",
+    ],
+)
+def test_stream_sequence_as_metadata(reply: str) -> None:
+    assert stream_sequence(reply) == Msg(_client=None, reply=reply).metadata.sequence.stream  # type: ignore[arg-type]
+
+
+def test_cell_rows_in_primary_key_order() -> None:
+    cells: list[Cell] = [
+        ("M2025-07", "31", "", "*", "*", "*", "*", "sessions"),
+        ("M2025-07", "31", "", "*", "*", "*", "*", "messages_sent"),
+        ("D2025-07-01", "01", "health", "sms", "labour", "forced", "18-24", "sessions"),
+        ("M2025-07", "31", "", "sms", "*", "*", "*", "sessions"),
+        ("M2025-07", "3", "", "*", "*", "*", "*", "sessions"),
+        ("M2025-07", "31", "legal", "*", "*", "*", "*", "sessions"),
+        ("M2025-07", "31", "legal", "*", "*", "*", "*", "zero"),
+    ]
+    values = [3, 1, 2, 5, 4, 7, 0]
+    rows = _cell_rows(zip(cells, values, strict=True))
+    expected = sorted((level(c), *c, v) for c, v in zip(cells, values, strict=True) if v)
+    assert rows == expected
+
+
+def test_memory_cube_counts_any_delta() -> None:
+    state = MemoryState()
+    a: Cell = ("M2025-07", "31", "", "*", "*", "*", "*", "sessions")
+    b: Cell = ("M2025-07", "31", "", "sms", "*", "*", "*", "sessions")
+    state.bump_all([a, b, a], 1)
+    state.bump_all([b], 5)
+    state.bump_all([a], -2)
+    state.bump(b, -5)
+    assert state.figures() == {b: 1}
+    assert state.cube[a] == 0
