@@ -4,7 +4,9 @@ Publishes a generated two-year history (the acceptance test's generator; ~11 eve
 a fresh nats-server, then runs ``osso reporting rebuild``'s code (``services.reporting.rebuild``)
 against a fresh SQLite file, several times. Each run reads every stream from sequence 1 with an
 ephemeral ordered pull consumer, applies the events in memory, bulk-writes fresh tables and swaps
-them in. Prints events/s for the whole rebuild and for the replay alone (read + decode + apply).
+them in. Prints events/s for the whole rebuild and for the replay alone (read + decode + apply),
+and the ceiling: the rate at which nats-py alone delivers the same messages through the same
+ordered consumer to a callback that does nothing with them (``--runs`` times, median).
 
     .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3]
 """
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nats
 
 from deploy.runner import provision_streams
-from services.reporting.rebuild import rebuild
+from services.reporting.rebuild import STREAMS, read_stream, rebuild
 from services.reporting.settings import ReportingSettings
 from shared.envelope import encode
 from shared.natsserver import NatsServer
@@ -47,6 +49,22 @@ async def publish(url: str, n_cases: int) -> int:
         total += len(events)
     await nc.close()
     return total
+
+
+async def raw_read_rate(url: str) -> float:
+    """Messages per second nats-py delivers from every stream (in parallel, as the rebuild reads)
+    to a callback that ignores them."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(timeout=30.0)
+        lasts = {s: (await js.stream_info(s)).state.last_seq for s in STREAMS}
+        started = time.perf_counter()
+        counts = await asyncio.gather(
+            *(read_stream(js, s, 1, lasts[s], lambda headers, body: None) for s in STREAMS)
+        )
+        return sum(counts) / (time.perf_counter() - started)
+    finally:
+        await nc.close()
 
 
 async def main(n_cases: int, runs: int) -> None:
@@ -75,9 +93,14 @@ async def main(n_cases: int, runs: int) -> None:
                     f"  run {run + 1}: {result.events:,} events in {result.seconds:.2f} s "
                     f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s)"
                 )
+            raws = []
+            for _ in range(runs):
+                raws.append(await raw_read_rate(server.url))
+            print(f"  nats-py read alone: {', '.join(f'{r:,.0f}' for r in raws)} messages/s")
             print(
                 f"rebuild: median {statistics.median(totals):,.0f} events/s "
-                f"(replay alone: median {statistics.median(replays):,.0f} events/s)"
+                f"(replay alone: median {statistics.median(replays):,.0f} events/s; "
+                f"nats-py read alone: median {statistics.median(raws):,.0f} messages/s)"
             )
         finally:
             server.stop()
