@@ -24,10 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsRouter
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsRouter
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
 from sqlalchemy import MetaData, func, select
@@ -116,20 +113,8 @@ async def platform_consume(tmp: Path, url: str, n: int, run: int) -> float:
     async def no_op(_uow: UnitOfWork, _env: Envelope) -> None:
         return None
 
-    consumer = rt.event_consumer(durable, CASE.name, no_op)
     router = NatsRouter()
-
-    @router.subscriber(
-        "osso.case.>",
-        stream=JStream(CASE.name, declare=False),
-        durable=durable,
-        config=rt.consumer_config(durable, CASE.name),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,
-    )
-    async def handle(msg: NatsBatchMessage = Context("message")) -> None:
-        await consumer.process(msg.raw_message)
-
+    rt.subscribe(router, "osso.case.>", rt.event_consumer(durable, CASE.name, no_op), "bench")
     rt.include(router)
     await rt.start()
     start = time.perf_counter()

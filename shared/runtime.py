@@ -15,7 +15,10 @@ from typing import Any
 
 import nats
 from fastapi import APIRouter, FastAPI
-from faststream.nats import NatsBroker, NatsRouter, PullSub
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsRouter, PullSub
+from faststream.nats.message import NatsBatchMessage
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -121,6 +124,33 @@ class Runtime:
     ) -> EventConsumer:
         """The idempotent consumer of one durable: per-event ``apply`` or whole-batch ``apply_batch``."""
         return EventConsumer(self, durable, stream, apply, apply_batch=apply_batch, decoder=decoder)
+
+    def subscribe(
+        self,
+        router: NatsRouter,
+        subject: str,
+        consumer: EventConsumer,
+        description: str,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Feed ``subject`` to ``consumer`` through its durable pull consumer on its stream; the
+        consumer acks each message after its transaction commits. ``name`` names the handler in
+        the AsyncAPI document (default ``on_<durable>``)."""
+
+        async def handle(msg: NatsBatchMessage = Context("message")) -> None:
+            await consumer.process(msg.raw_message)
+
+        handle.__name__ = handle.__qualname__ = name or "on_" + consumer.durable.replace("-", "_")
+        router.subscriber(
+            subject,
+            stream=JStream(consumer.stream, declare=False),
+            durable=consumer.durable,
+            config=self.consumer_config(consumer.durable, consumer.stream),
+            pull_sub=self.pull_sub(),
+            ack_policy=AckPolicy.MANUAL,
+            description=description,
+        )(handle)
 
     def include(self, router: NatsRouter) -> None:
         self.broker.include_router(router)

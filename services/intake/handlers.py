@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsRouter
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsRouter
 
 from services.intake.casefile import to_domain, write_back
 from services.intake.store import CaseRow, ConsentRecordRow
@@ -53,16 +50,12 @@ def build_router(rt: Runtime) -> NatsRouter:
     router = NatsRouter()
     opt_outs = rt.event_consumer(OPT_OUT_DURABLE, NOTIFICATION.name, apply_opted_out)
 
-    @router.subscriber(
+    rt.subscribe(
+        router,
         "osso.notification.*.opted_out",
-        stream=JStream(NOTIFICATION.name, declare=False),
-        durable=OPT_OUT_DURABLE,
-        config=rt.consumer_config(OPT_OUT_DURABLE, NOTIFICATION.name),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,
-        description="notification.opted_out -> consent withdrawn for that channel",
+        opt_outs,
+        "notification.opted_out -> consent withdrawn for that channel",
+        name="on_opted_out",
     )
-    async def on_opted_out(msg: NatsBatchMessage = Context("message")) -> None:
-        await opt_outs.process(msg.raw_message)
 
     return router

@@ -13,10 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsRouter
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsRouter
 from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
@@ -31,7 +28,6 @@ from services.notification.domain import (
 from services.notification.plans import Plans
 from services.notification.settings import NotificationSettings
 from services.notification.store import ContactProfileRow, FollowUpRow
-from shared.consumer import Apply
 from shared.envelope import Envelope
 from shared.events import (
     CaseErased,
@@ -233,28 +229,8 @@ def build_router(rt: Runtime, planner: FollowUpPlanner) -> NatsRouter:
         ),
     }
     for durable, (stream, subject, apply, description) in consumers.items():
-        _subscribe(router, rt, durable, stream.name, subject, apply, description)
+        rt.subscribe(router, subject, rt.event_consumer(durable, stream.name, apply), description)
     return router
-
-
-def _subscribe(
-    router: NatsRouter, rt: Runtime, durable: str, stream: str, subject: str, apply: Apply, description: str
-) -> None:
-    consumer = rt.event_consumer(durable, stream, apply)
-
-    async def handle(msg: NatsBatchMessage = Context("message")) -> None:
-        await consumer.process(msg.raw_message)
-
-    handle.__name__ = handle.__qualname__ = "on_" + durable.replace("-", "_")
-    router.subscriber(
-        subject,
-        stream=JStream(stream, declare=False),
-        durable=durable,
-        config=rt.consumer_config(durable, stream),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,
-        description=description,
-    )(handle)
 
 
 __all__ = ["CaseNotKnownYet", "apply_case_event", "build_router", "cancel_pending"]

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsRouter
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsRouter
 
 from services.referral.domain import CaseNotKnownYet, facts_of, needs_of
 from services.referral.referrals import (
@@ -143,31 +140,19 @@ def build_router(rt: Runtime, settings: ReferralSettings) -> NatsRouter:
     case_opened = rt.event_consumer("referral-case-opened", CASE.name, handlers.case_opened)
     case_events = rt.event_consumer("referral-case-events", CASE.name, handlers.case_event)
 
-    @router.subscriber(
+    rt.subscribe(
+        router,
         "osso.case.*.opened",
-        stream=JStream(CASE.name, declare=False),
-        durable="referral-case-opened",
-        config=rt.consumer_config("referral-case-opened", CASE.name),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,  # acked by the consumer after its transaction commits
-        description="case.opened -> referral.requested per need (or referral.unmatched)",
+        case_opened,
+        "case.opened -> referral.requested per need (or referral.unmatched)",
+        name="on_case_opened",
     )
-    async def on_case_opened(msg: NatsBatchMessage = Context("message")) -> None:
-        await case_opened.process(msg.raw_message)
-
-    @router.subscriber(
+    rt.subscribe(
+        router,
         "osso.case.>",
-        stream=JStream(CASE.name, declare=False),
-        durable="referral-case-events",
-        config=rt.consumer_config("referral-case-events", CASE.name),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,
-        description=(
-            "needs_assessed -> match needs not yet referred; consent_changed(referral, withdrawn), "
-            "status_changed(closed), erased -> open referrals cancelled with that reason"
-        ),
+        case_events,
+        "needs_assessed -> match needs not yet referred; consent_changed(referral, withdrawn), "
+        "status_changed(closed), erased -> open referrals cancelled with that reason",
+        name="on_case_event",
     )
-    async def on_case_event(msg: NatsBatchMessage = Context("message")) -> None:
-        await case_events.process(msg.raw_message)
-
     return router

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsRouter
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsRouter
 from sqlalchemy import MetaData, func, select
 
 from services.reporting import handlers
@@ -50,19 +47,7 @@ def bare_runtime(tmp: Path, nats_url: str, durable: str, apply: Apply, **bus: fl
         platform=PlatformSettings(data_dir=tmp),
     )
     rt = Runtime(durable, settings, MetaData())
-    consumer = rt.event_consumer(durable, CASE.name, apply)
     router = NatsRouter()
-
-    @router.subscriber(
-        "osso.case.>",
-        stream=JStream(CASE.name, declare=False),
-        durable=durable,
-        config=rt.consumer_config(durable, CASE.name),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,
-    )
-    async def handle(msg: NatsBatchMessage = Context("message")) -> None:
-        await consumer.process(msg.raw_message)
-
+    rt.subscribe(router, "osso.case.>", rt.event_consumer(durable, CASE.name, apply), "plumbing test")
     rt.include(router)
     return rt
