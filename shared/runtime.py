@@ -58,6 +58,7 @@ class Runtime:
         self.name = name
         self.settings = settings
         self.metadata = metadata
+        compat.apply(settings.bus.idle_poll)
         if settings.workers > 1:
             die_with_parent()  # a worker: go when the supervisor goes, even if it was killed -9
         #: How the schema is brought up to date at start: ``metadata.create_all`` unless the service

@@ -33,6 +33,8 @@ class BusSettings(BaseSettings):
     #: Messages a consumer takes per fetch, and seconds it waits to fill a batch.
     batch_size: int = Field(default=100, ge=1, le=1000)
     batch_timeout: float = Field(default=0.02, gt=0)
+    #: Seconds an idle consumer's pull waits on the server for the first message of a batch.
+    idle_poll: float = Field(default=5.0, gt=0, le=60)
     #: Replicas of each stream: 1 for the embedded server, 3 for a cluster.
     stream_replicas: int = Field(default=1, ge=1, le=5)
     #: Seconds within which a re-published event id is dropped by the server.

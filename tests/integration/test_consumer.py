@@ -77,6 +77,40 @@ async def test_no_message_waits_for_ack_wait_in_a_partial_batch(
         await rt.stop()
 
 
+async def test_an_idle_consumer_does_not_poll(tmp_path: Path, nats_server: NatsServer) -> None:
+    """An idle consumer waits on one long pull (shared/compat.py) instead of asking the server for
+    a batch every ``batch_timeout``: about 100 requests a second for nothing, before. It still
+    takes an event at once when one comes."""
+    applied: list[str] = []
+
+    async def apply(_uow: UnitOfWork, env: Envelope) -> None:
+        applied.append(env.id)
+
+    rt = bare_runtime(tmp_path, nats_server.url, "idle", apply, batch_timeout=0.01, idle_poll=5.0)
+    await rt.start()
+    nc = await nats.connect(nats_server.url)
+    pulls: list[Msg] = []
+
+    async def count(msg: Msg) -> None:
+        pulls.append(msg)
+
+    await nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.OSSO_CASE.idle", cb=count)
+    try:
+        await asyncio.sleep(2.0)
+        assert len(pulls) <= 2, f"{len(pulls)} pull requests in 2 s while idle"
+        start = time.monotonic()
+        await publish(nats_server.url, opened())
+
+        async def one() -> bool:
+            return len(applied) == 1
+
+        await aeventually(one, timeout=3)
+        assert time.monotonic() - start < 1.0  # the long pull hands it over at once
+    finally:
+        await nc.close()
+        await rt.stop()
+
+
 def test_event_ids_are_uuids() -> None:
     assert uuid.UUID(opened().case_id)
 
