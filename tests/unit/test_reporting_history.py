@@ -463,6 +463,7 @@ ATTRIBUTE = {"migration_kind": "migration", "return_kind": "return_kind", "age_b
         (*PHASES["phase-1"], ("province", "migration_kind")),
         (date(2025, 1, 1), date(2025, 12, 31), ("province", "return_kind", "age_band")),  # all four
         (date(2025, 6, 20), date(2025, 7, 9), ("age_band",)),  # days and facts
+        (date(2025, 6, 20), date(2025, 7, 9), ("province",)),  # facts without her categories
     ],
 )
 def test_grouped_figures_match_per_group(start: date, end: date, group_by: tuple[str, ...]) -> None:
