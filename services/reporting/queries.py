@@ -40,6 +40,10 @@ GROUPS = ("province", "channel", "migration_kind", "return_kind", "age_band")
 
 Value = int | float | str | None
 
+_HISTOGRAMS = {DAYS_TO_ACCEPTANCE: DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION: DAYS_TO_COMPLETION}
+_PREFIX_LENGTH = len(DAYS_TO_ACCEPTANCE)
+assert all(len(prefix) == _PREFIX_LENGTH for prefix in _HISTOGRAMS)
+
 
 @dataclass
 class Block:
@@ -51,16 +55,23 @@ class Block:
     days: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
 
     def add(self, category: str, metric: str, value: int) -> None:
-        for prefix in (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION):
-            if metric.startswith(prefix):
-                days = int(metric[len(prefix) :])
-                self.days.setdefault((prefix, category), Counter())[days] += value
-                self.days.setdefault((prefix, NO_CATEGORY), Counter())[days] += value
-                return
+        # Called once per cube row (thousands per report): no throw-away Counter per call.
+        prefix = _HISTOGRAMS.get(metric[:_PREFIX_LENGTH])
+        if prefix is not None:
+            days = int(metric[len(prefix) :])
+            for key in ((prefix, category), (prefix, NO_CATEGORY)):
+                histogram = self.days.get(key)
+                if histogram is None:
+                    histogram = self.days[key] = Counter()
+                histogram[days] += value
+            return
         if category == NO_CATEGORY:
             self.figures[metric] += value
             return
-        self.by_category.setdefault(category, Counter())[metric] += value
+        figures = self.by_category.get(category)
+        if figures is None:
+            figures = self.by_category[category] = Counter()
+        figures[metric] += value
         if metric not in DISTINCT_METRICS:  # distinct totals have their own "" row
             self.figures[metric] += value
 
@@ -100,7 +111,10 @@ def blocks(rows: Iterable[Sequence[Any]], n_groups: int) -> dict[tuple[str, ...]
     out: dict[tuple[str, ...], Block] = {}
     for row in rows:
         key = tuple(row[:n_groups])
-        out.setdefault(key, Block()).add(row[n_groups], row[n_groups + 1], int(row[n_groups + 2] or 0))
+        block = out.get(key)
+        if block is None:
+            block = out[key] = Block()
+        block.add(row[n_groups], row[n_groups + 1], int(row[n_groups + 2] or 0))
     return out
 
 
