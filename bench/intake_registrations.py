@@ -2,6 +2,7 @@
 nats-server, outbox relay publishing), a concurrent HTTP client posting full case files.
 
     .venv/bin/python bench/intake_registrations.py [--cases 2000] [--concurrency 32] [--rounds 3]
+        [--workers 2] [--database-url postgresql+asyncpg://postgres@127.0.0.1/<empty database>]
 
 Prints registrations/s per round and the median (target: >= 400/s on the 2-core machine).
 """
@@ -101,6 +102,11 @@ def main() -> None:
     ap.add_argument(
         "--workers", type=int, default=1, help="intake processes on its port (OSSO_INTAKE_WORKERS)"
     )
+    ap.add_argument(
+        "--database-url",
+        default="",
+        help="intake's database (default: a fresh SQLite file), e.g. postgresql+asyncpg://postgres@127.0.0.1/bench",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nats_server = NatsServer(Path(tmp) / "nats").start()
@@ -110,7 +116,11 @@ def main() -> None:
             nats_url=nats_server.url,
             ports={"intake": free_port()},
             seed_demo=False,
-            extra_env={"OSSO_LOG_LEVEL": "WARNING", "OSSO_INTAKE_WORKERS": str(args.workers)},
+            extra_env={
+                "OSSO_LOG_LEVEL": "WARNING",
+                "OSSO_INTAKE_WORKERS": str(args.workers),
+                "OSSO_INTAKE_DATABASE_URL": args.database_url,
+            },
             log_dir=Path(tmp) / "logs",
         )
         p.start(services=("intake",))
