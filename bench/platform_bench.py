@@ -259,7 +259,7 @@ async def open_loop(p: Platform, token: str, rate: float, seconds: float) -> dic
                     seen[k] = now
                 if count >= n:
                     done.set()
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.02)  # each poll is a summary query: polling harder loads reporting
 
         async def one(i: int) -> None:
             await client.post(
