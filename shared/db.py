@@ -142,6 +142,18 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
         await conn.run_sync(metadata.create_all)
 
 
+async def refresh_sqlite_statistics(engine: AsyncEngine) -> None:
+    """Give SQLite's query planner row statistics (a sampled ``ANALYZE``; nothing on PostgreSQL,
+    whose autovacuum does it). Without them SQLite guesses, and e.g. a caseworker's name search
+    scanned every case of her province through the province index (10 ms per 6,000 cases)
+    instead of looking up the few matching ids (0.1 ms)."""
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("PRAGMA analysis_limit=1000")  # sample: fast on any size
+        await conn.exec_driver_sql("ANALYZE")
+
+
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))

@@ -32,7 +32,14 @@ from shared import compat
 from shared.auth import Role, mint_token
 from shared.consumer import Apply, BatchApply, Decode, EventConsumer
 from shared.crypto import ensure_secret_file
-from shared.db import create_schema, make_engine, make_sessionmaker, ping, plumbing_tables
+from shared.db import (
+    create_schema,
+    make_engine,
+    make_sessionmaker,
+    ping,
+    plumbing_tables,
+    refresh_sqlite_statistics,
+)
 from shared.deadletter import DeadLetterer
 from shared.envelope import decode
 from shared.http import install_problem_handlers, metrics_response, problem
@@ -179,6 +186,15 @@ class Runtime:
         assert self._relay is not None, "runtime not started"
         return self._relay
 
+    async def _refresh_statistics(self, every: float = 600.0) -> None:
+        """Keep SQLite's planner statistics current as the tables grow (every ten minutes)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await refresh_sqlite_statistics(self.engine)
+            except Exception as exc:  # a busy database: try again next time
+                log.warning("analyze_failed", error=type(exc).__name__)
+
     def _wake_relay(self) -> None:
         if self._relay is not None:
             self._relay.wake()
@@ -189,6 +205,8 @@ class Runtime:
             await self.migrate(self.engine)
         else:
             await create_schema(self.engine, self.metadata)
+        await refresh_sqlite_statistics(self.engine)
+        self._tasks.append(asyncio.create_task(self._refresh_statistics(), name=f"{self.name}-analyze"))
         for startup in self._startup:
             await startup()
         self.nc = await nats.connect(
