@@ -201,7 +201,7 @@ async def cases_with_all_tokens(
         .where(lookups.c.kind == "name_token", lookups.c.digest.in_(digests))
         .group_by(lookups.c.digest)
     )
-    counts: dict[str, int] = dict((await session.execute(counts_q)).tuples().all())
+    counts: dict[str, int] = {digest: n for digest, n in (await session.execute(counts_q)).all()}
     if len(counts) < len(set(digests)):
         return None  # some word matches nobody
     ordered = sorted(counts, key=lambda d: counts[d])
