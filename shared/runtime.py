@@ -35,6 +35,7 @@ from shared.crypto import ensure_secret_file
 from shared.db import (
     create_schema,
     make_engine,
+    make_read_engine,
     make_sessionmaker,
     ping,
     plumbing_tables,
@@ -75,6 +76,12 @@ class Runtime:
         self.database_url = settings.resolved_database_url(name)
         self.engine = make_engine(self.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        #: Sessions for reads that write nothing (reports, lists): on SQLite their own read-only
+        #: connections, which run beside the writer; on PostgreSQL the same pool.
+        self._read_engine = make_read_engine(self.database_url)
+        self.read_sessions: async_sessionmaker[AsyncSession] = (
+            make_sessionmaker(self._read_engine) if self._read_engine else self.sessions
+        )
         self.jwt_secret = settings.platform.jwt_secret or ensure_secret_file(
             settings.platform.data_dir / "keys" / "jwt-secret"
         )
@@ -248,6 +255,8 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self.nc.close()
         await self.engine.dispose()
+        if self._read_engine is not None:
+            await self._read_engine.dispose()
 
     async def ready(self) -> dict[str, str]:
         checks = {}

@@ -180,7 +180,7 @@ def build_router(rt: Runtime) -> APIRouter:
             group_by=groups,
             filters=tuple((d, v) for d, v in filters.items() if v),
         )
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             report = await session.run_sync(run_report, q)
         k = view_k(who, view)
         rendered = render(report, k)
@@ -283,7 +283,7 @@ def build_router(rt: Runtime) -> APIRouter:
         scope = _provinces(provinces)
         key = f"P{phase}"
         q = CubeQuery(additive=(key,), distinct=key, provinces=scope, group_by=("province",))
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             report = await session.run_sync(run_report, q)
         k = view_k(who, view)
         names = [
@@ -338,7 +338,7 @@ def build_router(rt: Runtime) -> APIRouter:
                     total.add("", metric, value)
             return Report(("month",), total, {(m,): by_month.get((m,), Block()) for m in months})
 
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             report = await session.run_sync(monthly)
         k = view_k(who, view)
         rendered = render(report, k)
@@ -384,7 +384,7 @@ def build_router(rt: Runtime) -> APIRouter:
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
         """Who looked at which figures, newest first."""
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             rows = (
                 (await session.execute(select(audit).order_by(audit.c.id.desc()).limit(limit)))
                 .mappings()
