@@ -29,7 +29,7 @@ bench: $(STAMP)
 
 ## Kill tests: services and nats-server killed with -9 under load; 3-node cluster losing a node.
 chaos: $(STAMP)
-	$(PY) -m pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
+	$(PY) -m pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
 
 ## Regenerate docs/asyncapi.json and docs/event-schemas.json after a (compatible) contract change.
 contracts: $(STAMP)

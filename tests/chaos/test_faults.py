@@ -71,7 +71,8 @@ def test_two_replicas_of_referral_and_notification_share_the_work(
         cases = len(rows(p.data_dir / "intake.db", "SELECT id FROM cases"))
         eventually(lambda: settled(p, cases), timeout=120, interval=0.5)
         time.sleep(1.0)
-        check_exact(p, set(load.created))
+        counts = check_exact(p, set(load.created))
+        print(f"\ntwo replicas each of referral and notification: {counts}")
         # Both replicas of each took part: the durable consumer spreads batches over them.
         for service in ("referral", "notification"):
             for name in (service, f"{service}-2"):
@@ -127,7 +128,8 @@ def test_three_node_cluster_loses_a_node_under_load(tmp_path: Path) -> None:
         cases = len(rows(p.data_dir / "intake.db", "SELECT id FROM cases"))
         eventually(lambda: settled(p, cases), timeout=180, interval=0.5)
         time.sleep(1.0)
-        check_exact(p, set(load.created))
+        counts = check_exact(p, set(load.created))
+        print(f"\n3-node cluster, one node killed: {counts}, client errors: {dict(load.errors)}")
         for service in SERVICES:
             assert httpx.get(p.url(service) + "/readyz").status_code == 200
     finally:
