@@ -7,10 +7,7 @@ skipped; an event that fails is rolled back alone, recorded and nacked, and dead
 
 from __future__ import annotations
 
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsRouter
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsRouter
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -25,7 +22,7 @@ from shared.envelope import Envelope
 from shared.events import Event
 from shared.logs import get_logger
 from shared.runtime import Runtime
-from shared.streams import ACTIVITY, CASE, NOTIFICATION, REFERRAL, StreamSpec
+from shared.streams import ACTIVITY, CASE, NOTIFICATION, REFERRAL
 from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -66,27 +63,17 @@ SUBSCRIPTIONS = (
 )
 
 
-def _subscribe(
-    router: NatsRouter, rt: Runtime, durable: str, stream: StreamSpec, consumer: EventConsumer
-) -> None:
-    @router.subscriber(
-        stream.subjects[0],
-        stream=JStream(stream.name, declare=False),
-        durable=durable,
-        config=rt.consumer_config(durable, stream.name),
-        pull_sub=rt.pull_sub(),
-        ack_policy=AckPolicy.MANUAL,
-        description=f"every {stream.name} event -> reporting projection",
-    )
-    async def on_event(msg: NatsBatchMessage = Context("message")) -> None:
-        await consumer.process(msg.raw_message)
-
-
 def build_router(rt: Runtime) -> NatsRouter:
     router = NatsRouter()
     settings = rt.settings
     assert isinstance(settings, ReportingSettings)
     hasher, phases = hasher_for(settings), phases_for(settings)
     for durable, stream in SUBSCRIPTIONS:
-        _subscribe(router, rt, durable, stream, projection_consumer(rt, durable, stream.name, hasher, phases))
+        rt.subscribe(
+            router,
+            stream.subjects[0],
+            projection_consumer(rt, durable, stream.name, hasher, phases),
+            f"every {stream.name} event -> reporting projection",
+            name="on_event",
+        )
     return router
