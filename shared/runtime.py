@@ -212,8 +212,9 @@ class Runtime:
             await self.migrate(self.engine)
         else:
             await create_schema(self.engine, self.metadata)
-        await refresh_sqlite_statistics(self.engine)
-        self._tasks.append(asyncio.create_task(self._refresh_statistics(), name=f"{self.name}-analyze"))
+        if self.engine.dialect.name == "sqlite":  # PostgreSQL's autovacuum keeps its own statistics
+            await refresh_sqlite_statistics(self.engine)
+            self._tasks.append(asyncio.create_task(self._refresh_statistics(), name=f"{self.name}-analyze"))
         for startup in self._startup:
             await startup()
         self.nc = await nats.connect(
