@@ -3,6 +3,7 @@ nats-server, outbox relay publishing), a concurrent HTTP client posting full cas
 
     .venv/bin/python bench/intake_registrations.py [--cases 2000] [--concurrency 32] [--rounds 3]
         [--workers 2] [--database-url postgresql+asyncpg://postgres@127.0.0.1/<empty database>]
+        [--profile DIR]   (py-spy of the first round; bench/profile_summary.py DIR sums it up)
 
 Prints registrations/s per round and the median (target: >= 400/s on the 2-core machine).
 """
@@ -23,6 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.platform_bench import start_profiles, stop_profiles
 from deploy.runner import Platform, cpu_seconds, provision_streams
 from shared.auth import Role
 from shared.natsserver import NatsServer, free_port
@@ -107,6 +109,7 @@ def main() -> None:
         default="",
         help="intake's database (default: a fresh SQLite file), e.g. postgresql+asyncpg://postgres@127.0.0.1/bench",
     )
+    ap.add_argument("--profile", type=Path, help="py-spy intake during the first round into DIR/intake.txt")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nats_server = NatsServer(Path(tmp) / "nats").start()
@@ -131,9 +134,11 @@ def main() -> None:
             pid = p.processes["intake"].pid
             for r in range(args.rounds):
                 cpu0 = cpu_seconds(pid)
+                spies = start_profiles({"intake": pid}, args.profile if r == 0 else None)
                 rate = asyncio.run(
                     run_round(p.url("intake"), token, r * args.cases, args.cases, args.concurrency)
                 )
+                stop_profiles(spies)
                 rates.append(rate)
                 # CPU per registration does not depend on what else the machine runs: 1000 / ms is
                 # what one core could do, whatever the wall-clock rate of this round.

@@ -20,3 +20,9 @@ BATCH_SECONDS = Histogram(
     ["service", "consumer"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "osso_group_commit_items",
+    "Requests written by one group-commit transaction (1 when unloaded, more under load)",
+    ["service", "writer"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)

@@ -22,6 +22,27 @@ from shared.events import Event
 from shared.telemetry import inject_headers
 
 
+def outbox_rows(*events: Event) -> list[dict[str, object]]:
+    """The outbox rows of ``events``, each encoded now with the current trace context, so the
+    trace links to the span that caused it even though the row is written later."""
+    now = datetime.now(UTC)
+    rows: list[dict[str, object]] = []
+    for event in events:
+        message = encode(event, time=now)
+        headers = inject_headers(dict(message.headers))
+        rows.append(
+            {
+                "event_id": message.event_id,
+                "subject": message.subject,
+                "headers": orjson.dumps(headers).decode(),
+                "body": message.body,
+                "created_at": now,
+                "attempts": 0,
+            }
+        )
+    return rows
+
+
 class UnitOfWork:
     def __init__(
         self,
@@ -51,24 +72,13 @@ class UnitOfWork:
             await self.session.close()
 
     def emit(self, *events: Event) -> None:
-        """Record events to publish if, and only if, this unit of work commits.
+        """Record events to publish if, and only if, this unit of work commits."""
+        self._pending.extend(outbox_rows(*events))
 
-        Each event is encoded now, with the current trace context, so the trace links to the span
-        that caused it even though the outbox row is written later."""
-        now = datetime.now(UTC)
-        for event in events:
-            message = encode(event, time=now)
-            headers = inject_headers(dict(message.headers))
-            self._pending.append(
-                {
-                    "event_id": message.event_id,
-                    "subject": message.subject,
-                    "headers": orjson.dumps(headers).decode(),
-                    "body": message.body,
-                    "created_at": now,
-                    "attempts": 0,
-                }
-            )
+    def emit_rows(self, rows: list[dict[str, object]]) -> None:
+        """Record events already encoded by :func:`outbox_rows` (e.g. in the request that caused
+        them, when a group commit writes them later)."""
+        self._pending.extend(rows)
 
     async def flush_events(self) -> None:
         """Write buffered events to the outbox (inside the current transaction)."""

@@ -157,24 +157,16 @@ class CaseFiles:
         key = await self.key(row.id)
         return self.protector.open_identity(key, row.identity_enc) if key else Identity()
 
-    async def create(self, case: Case, identity: Identity, row: CaseRow) -> CaseKey:
-        key, wrapped = self.protector.new_case_key(case.id)
-        self.session.add(CaseKeyRow(case_id=case.id, wrapped_key=wrapped, created_at=case.opened_at))
-        row.identity_enc = self.protector.seal_identity(key, identity)
-        self.session.add(row)
-        await self._index(case.id, case.province, identity, new=True)
-        return key
-
     async def store_identity(self, row: CaseRow, identity: Identity) -> None:
         key = await self.key(row.id)
         assert key is not None, "a case that is not erased has a key"
         row.identity_enc = self.protector.seal_identity(key, identity)
         await self._index(row.id, row.province, identity)
 
-    async def _index(self, case_id: str, province: str, identity: Identity, *, new: bool = False) -> None:
+    async def _index(self, case_id: str, province: str, identity: Identity) -> None:
         keys = search_keys(identity, province)
         await replace_lookups(
-            self.session, case_id, province, [(k.kind, self.protector.digest(k)) for k in keys], new=new
+            self.session, case_id, province, [(k.kind, self.protector.digest(k)) for k in keys]
         )
 
     async def shred(self, row: CaseRow, at: datetime) -> None:
@@ -190,13 +182,16 @@ class CaseFiles:
         row.erased_at = at
 
     def audit(self, actor: str, action: str, case_id: str, fields: list[str], purpose: str) -> None:
-        self.session.add(
-            AuditRow(
-                at=datetime.now(UTC),
-                actor=actor,
-                action=action,
-                case_id=case_id,
-                fields=",".join(fields)[:200],
-                purpose=purpose[:100],
-            )
-        )
+        self.session.add(AuditRow(**audit_values(actor, action, case_id, fields, purpose)))
+
+
+def audit_values(actor: str, action: str, case_id: str, fields: list[str], purpose: str) -> dict[str, Any]:
+    """An audit record's columns: who, what, which case, which fields, why, now."""
+    return {
+        "at": datetime.now(UTC),
+        "actor": actor,
+        "action": action,
+        "case_id": case_id,
+        "fields": ",".join(fields)[:200],
+        "purpose": purpose[:100],
+    }

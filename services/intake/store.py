@@ -148,17 +148,17 @@ sessions_t = table(SessionRow)
 activities_t = table(ActivityRow)
 audit_t = table(AuditRow)
 consents_t = table(ConsentRecordRow)
+keys_t = table(CaseKeyRow)
 
 
 # -- queries ---------------------------------------------------------------------------------------------
 
 
 async def replace_lookups(
-    session: AsyncSession, case_id: str, province: str, digests: list[tuple[str, str]], *, new: bool = False
+    session: AsyncSession, case_id: str, province: str, digests: list[tuple[str, str]]
 ) -> None:
-    """Make ``(kind, digest)`` pairs the case's only lookups (``new``: it has none yet)."""
-    if not new:
-        await session.execute(delete(lookups).where(lookups.c.case_id == case_id))
+    """Make ``(kind, digest)`` pairs the case's only lookups."""
+    await session.execute(delete(lookups).where(lookups.c.case_id == case_id))
     rows = [
         {"case_id": case_id, "province": province, "kind": kind, "digest": digest}
         for kind, digest in dict.fromkeys(digests)
@@ -167,26 +167,45 @@ async def replace_lookups(
         await session.execute(insert(lookups), rows)
 
 
-async def matching_cases(
-    session: AsyncSession, pairs: list[tuple[str, str]], provinces: list[str] | None
-) -> dict[str, set[str]]:
-    """Case ids whose lookups match any ``(kind, digest)``, with the kinds that matched.
-    One query for every kind: registration runs it on each request."""
-    if not pairs:
-        return {}
+def _any_pair(pairs: list[tuple[str, str]]) -> Any:
+    """Lookups matching any ``(kind, digest)``: one OR term per kind, each served by the
+    (kind, digest, province) index."""
     by_kind: dict[str, list[str]] = {}
     for kind, digest in pairs:
         by_kind.setdefault(kind, []).append(digest)
-    # One OR term per kind, each served by the (kind, digest, province) index.
-    q = select(lookups.c.case_id, lookups.c.kind).where(
-        or_(*(and_(lookups.c.kind == kind, lookups.c.digest.in_(ds)) for kind, ds in by_kind.items()))
-    )
+    return or_(*(and_(lookups.c.kind == kind, lookups.c.digest.in_(ds)) for kind, ds in by_kind.items()))
+
+
+async def matching_cases(
+    session: AsyncSession, pairs: list[tuple[str, str]], provinces: list[str] | None
+) -> dict[str, set[str]]:
+    """Case ids whose lookups match any ``(kind, digest)``, with the kinds that matched."""
+    if not pairs:
+        return {}
+    q = select(lookups.c.case_id, lookups.c.kind).where(_any_pair(pairs))
     if provinces is not None:
         q = q.where(lookups.c.province.in_(provinces))
     found: dict[str, set[str]] = {}
     for case_id, kind in (await session.execute(q)).all():
         found.setdefault(case_id, set()).add(kind)
     return found
+
+
+async def lookup_holders(
+    session: AsyncSession, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """For each ``(kind, digest)``, the ``(case id, province)`` of the cases that have it, in every
+    province (the caller filters by what each requester may see): one query for a whole batch of
+    registrations."""
+    holders: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    if not pairs:
+        return holders
+    q = select(lookups.c.case_id, lookups.c.kind, lookups.c.digest, lookups.c.province).where(
+        _any_pair(pairs)
+    )
+    for case_id, kind, digest, province in (await session.execute(q)).all():
+        holders.setdefault((kind, digest), []).append((case_id, province))
+    return holders
 
 
 async def cases_with_all_tokens(

@@ -4,6 +4,7 @@ database: SQLite, and PostgreSQL for the ``postgres``-marked run."""
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -304,6 +306,48 @@ async def test_duplicates_are_reported_with_visible_ids_and_never_merged(intake:
     async with intake.client("caseworker", "92") as c:
         r = await c.post("/v1/cases", json=elsewhere)
         assert r.status_code == 201 and r.json()["possible_duplicates"] == []
+
+
+def _group_commits() -> tuple[float, float]:
+    """(transactions, registrations) written by intake's group commit so far, in this process."""
+    labels = {"service": "intake", "writer": "registrations"}
+    count = REGISTRY.get_sample_value("osso_group_commit_items_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("osso_group_commit_items_sum", labels) or 0.0
+    return count, total
+
+
+async def test_registrations_written_together_still_catch_each_other(intake: Intake) -> None:
+    """Registrations that wait together share one transaction (group commit). Eight for the same
+    woman in that one batch: one is created and seven are refused with its id, exactly as if they
+    had come one after the other; the other registrations of the batch are all written."""
+    same = full_case(name="Phạm Thị Yến " + tag(), year=1991)
+    others = [full_case(name="Vũ Thị Lan " + tag()) for _ in range(15)]
+    before = _group_commits()
+    async with intake.rt.uow() as holder, intake.client() as c:
+        # Hold the writer, so that the first registration's transaction waits and the rest queue.
+        if intake.backend == "postgres":
+            await holder.session.execute(text("LOCK TABLE case_lookups IN ACCESS EXCLUSIVE MODE"))
+        else:
+            await holder.session.execute(text("SELECT 1"))  # takes SQLite's only writer connection
+        first = asyncio.create_task(c.post("/v1/cases", json=others[0]))
+        await asyncio.sleep(0.3)
+        rest = [asyncio.create_task(c.post("/v1/cases", json=b)) for b in [same] * 8 + others[1:]]
+        await asyncio.sleep(0.5)
+        await holder.session.rollback()  # let them through
+        responses = [await first] + [await t for t in rest]
+    count, total = (a - b for a, b in zip(_group_commits(), before, strict=True))
+    assert (count, total) == (2, 23), "the first alone, then the 22 that waited, together"
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 1 + 1 + 14 and statuses.count(409) == 7
+    created = [r.json()["id"] for r in responses[1:9] if r.status_code == 201]
+    assert len(created) == 1
+    for r in responses[1:9]:
+        if r.status_code == 409:
+            assert [c["case_id"] for c in r.json()["candidates"]] == created
+    # Every created case is there once, with its lookups; the refused ones left nothing behind.
+    async with intake.client() as c:
+        found = (await c.get("/v1/cases", params={"q": same["woman"]["cccd"]})).json()
+        assert [item["id"] for item in found["items"]] == created
 
 
 async def test_caseworker_of_01_cannot_read_search_or_count_a_case_of_92(intake: Intake) -> None:

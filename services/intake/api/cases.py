@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, select
 
 from services.intake.api.models import (
     CaseIn,
@@ -23,7 +23,6 @@ from services.intake.api.models import (
     ConsentPut,
     ConsentRecordOut,
     ContactIn,
-    DuplicateCandidate,
     NeedOut,
     NeedsIn,
     SessionIn,
@@ -32,9 +31,8 @@ from services.intake.api.models import (
     WomanIn,
     WomanOut,
 )
-from services.intake.casefile import CaseFiles, new_row, profile_of, to_domain, write_back
+from services.intake.casefile import CaseFiles, audit_values, new_row, profile_of, to_domain, write_back
 from services.intake.domain import (
-    STRONG_DUPLICATE_KINDS,
     Address,
     Case,
     ChildIdentity,
@@ -42,11 +40,14 @@ from services.intake.domain import (
     DomainError,
     Identity,
     IllegalTransition,
+    SearchKey,
     duplicate_keys,
     name_tokens,
     normalise_cccd,
+    search_keys,
 )
 from services.intake.protect import Protector
+from services.intake.registration import Registrar, Registration
 from services.intake.store import (
     CaseRow,
     ConsentRecordRow,
@@ -63,7 +64,7 @@ from shared.events import CaseStatus, ConsentPurpose, ContactPreferences, Need, 
 from shared.http import ProblemError
 from shared.phones import InvalidPhone, mask, to_e164
 from shared.runtime import Runtime
-from shared.uow import UnitOfWork
+from shared.uow import UnitOfWork, outbox_rows
 from shared.vntext import fold
 from shared.vocab import Channel, ServiceCategory
 
@@ -81,12 +82,6 @@ class Conflict(ProblemError):
     status = 409
     title = "Conflict"
     title_vi = "Xung đột trạng thái"
-
-
-class PossibleDuplicate(ProblemError):
-    status = 409
-    title = "Possible duplicate"
-    title_vi = "Có thể trùng hồ sơ"
 
 
 def _domain_problem(exc: DomainError) -> ProblemError:
@@ -191,6 +186,7 @@ async def _save(uow: UnitOfWork, case: Case, row: CaseRow, now: datetime) -> Non
 
 def build_router(rt: Runtime, protector: Protector) -> APIRouter:
     router = APIRouter(tags=["cases"])
+    registrar = Registrar(rt)
 
     async def _load(files: CaseFiles, case_id: str, who: Principal) -> tuple[CaseRow, Case]:
         row = await files.row(case_id, who.sees_province)
@@ -239,22 +235,19 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             raise _domain_problem(exc) from None
         row = new_row(case)
         row.story, row.children = story, _children(body.children)
-        async with rt.uow() as uow:
-            files = CaseFiles(uow.session, protector)
-            candidates = await _duplicates(files, identity, case.province, who)
-            strong = [c for c in candidates if set(c.matched_on) & STRONG_DUPLICATE_KINDS]
-            if strong and not body.confirm_not_duplicate:
-                raise PossibleDuplicate(
-                    "possible duplicate of case(s) "
-                    + ", ".join(c.case_id for c in strong)
-                    + "; check them, then resend with confirm_not_duplicate=true to register anyway",
-                    detail_vi="có thể trùng với hồ sơ "
-                    + ", ".join(c.case_id for c in strong)
-                    + "; kiểm tra rồi gửi lại với confirm_not_duplicate=true để vẫn đăng ký",
-                    candidates=[c.model_dump() for c in strong],
-                )
-            await files.create(case, identity, row)
-            consents = [
+        key, wrapped = protector.new_case_key(case.id)
+        row.identity_enc = protector.seal_identity(key, identity)
+        filled = identity.filled_fields()
+        item = Registration(
+            case_id=case.id,
+            province=case.province,
+            visible=_visible_provinces(who),
+            confirm_not_duplicate=body.confirm_not_duplicate,
+            duplicate_pairs=_pairs(duplicate_keys(identity, case.province)),
+            lookup_pairs=_pairs(search_keys(identity, case.province)),
+            case_values={c.key: getattr(row, c.key) for c in cases.columns},
+            key_values={"case_id": case.id, "wrapped_key": wrapped, "created_at": now},
+            consent_values=[
                 {
                     "case_id": case.id,
                     "purpose": purpose.value,
@@ -267,27 +260,19 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                     "at": now,
                 }
                 for purpose in ConsentPurpose
-            ]
-            await uow.session.execute(insert(ConsentRecordRow), consents)  # one statement for all purposes
-            if identity.filled_fields():
-                files.audit(who.audit_name, "create", case.id, identity.filled_fields(), "registration")
-            uow.emit(*case.events)
-            await uow.commit()
+            ],
+            audit_values=audit_values(who.audit_name, "create", case.id, filled, "registration")
+            if filled
+            else None,
+            outbox=outbox_rows(*case.events),
+        )
+        candidates = await registrar.register(item)
         out = case_out(row, identity)
         out.possible_duplicates = candidates
         return out
 
-    async def _duplicates(
-        files: CaseFiles, identity: Identity, province: str, who: Principal
-    ) -> list[DuplicateCandidate]:
-        keys = duplicate_keys(identity, province)
-        if not keys:
-            return []
-        pairs = [(k.kind, protector.digest(k)) for k in keys]
-        found = await matching_cases(files.session, pairs, _visible_provinces(who))
-        return [
-            DuplicateCandidate(case_id=cid, matched_on=sorted(kinds)) for cid, kinds in sorted(found.items())
-        ]
+    def _pairs(keys: list[SearchKey]) -> list[tuple[str, str]]:
+        return [(k.kind, protector.digest(k)) for k in keys]
 
     # -- search ------------------------------------------------------------------------------------
     @router.get("/v1/cases", response_model=CaseList)
