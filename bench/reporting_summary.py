@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from services.reporting import api
 from services.reporting.periods import Phases, plan
-from services.reporting.projections import MemoryState, Projection
+from services.reporting.projections import RANGE_KINDS, MemoryState, Projection, previous_days
 from services.reporting.queries import render
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import LIVE, CubeQuery, increment_cells, insert_facts, metadata
@@ -82,13 +82,13 @@ def build(path: Path, n_cases: int) -> None:
         _, state, case_ids = pool[block % POOL]
         suffix = f"-b{block:07d}"
         rehash = {h: HASHER("case", case_id + suffix) for h, case_id in case_ids.items()}
-        facts = (
+        facts = [
             (f"{k}{suffix}", f._replace(case_hash=rehash.get(f.case_hash, f.case_hash)))
             for k, f in state.facts.items()
-            if f.kind in ("session", "completed")
-        )
+            if f.kind in RANGE_KINDS
+        ]
         with engine.begin() as conn:
-            insert_facts(conn, LIVE.facts, facts)
+            insert_facts(conn, LIVE.facts, facts, previous_days(facts))  # a block's women are its own
             conn.execute(
                 insert(LIVE.cases), [{"case_hash": rehash[h], **d._asdict()} for h, d in state.cases.items()]
             )

@@ -12,7 +12,7 @@ is written with one statement per table. Same projection rules as the rebuild, s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, insert, select
@@ -20,20 +20,28 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from services.reporting.periods import Phases
-from services.reporting.projections import CaseDims, Cell, Fact, Hasher, Projection, ReferralTimes
+from services.reporting.projections import (
+    RANGE_KINDS,
+    CaseDims,
+    Cell,
+    Fact,
+    Hasher,
+    Projection,
+    ReferralTimes,
+)
 from services.reporting.store import (
     CELL_COLUMNS,
     LIVE,
     ProjectionTables,
     _cell_dict,
     _insert,
+    chunks,
     increment_cells,
     insert_facts,
+    link_facts,
 )
 from shared.envelope import SPECVERSION, Envelope, decode
 from shared.events import EVENT_TYPES, Event
-
-_CHUNK = 500
 
 
 def decode_fast(headers: dict[str, str] | None, body: bytes) -> Envelope:
@@ -193,17 +201,12 @@ class Layer:
         parent.cube.update(self.cube)
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
 def read_snapshot(conn: Session | Connection, tables: ProjectionTables, seen: Recorder) -> Snapshot:
     snap = Snapshot()
     f, c, r, p = tables.facts.c, tables.cases.c, tables.referrals.c, tables.pending.c
-    for keys in _chunks(sorted(seen.keys)):
+    for keys in chunks(sorted(seen.keys)):
         snap.facts.update(conn.execute(select(f.key).where(f.key.in_(keys))).scalars())
-    for hashes in _chunks(sorted(seen.cases)):
+    for hashes in chunks(sorted(seen.cases)):
         rows = conn.execute(
             select(c.case_hash, c.province, c.channel, c.migration_kind, c.return_kind, c.age_band).where(
                 c.case_hash.in_(hashes)
@@ -215,7 +218,7 @@ def read_snapshot(conn: Session | Connection, tables: ProjectionTables, seen: Re
         )
         for row in rows:
             snap.pendings.setdefault(row[0], Counter())[tuple(row[1:9])] += row[9]  # type: ignore[index,misc]
-    for hashes in _chunks(sorted(seen.referrals)):
+    for hashes in chunks(sorted(seen.referrals)):
         rows = conn.execute(
             select(
                 r.referral_hash,
@@ -238,6 +241,7 @@ def _connection(conn: Session | Connection) -> Connection:
 def write_layer(conn: Session | Connection, tables: ProjectionTables, layer: Layer) -> None:
     """Write a batch's changes: new facts and cases, referral times, pending lists, figure deltas."""
     insert_facts(_connection(conn), tables.facts, layer.facts.items())
+    link_facts(conn, tables.facts, (f.case_hash for f in layer.facts.values() if f.kind in RANGE_KINDS))
     if layer.cases:
         stmt = _insert(conn, tables.cases).on_conflict_do_nothing()
         conn.execute(stmt, [{"case_hash": h, **d._asdict()} for h, d in layer.cases.items()])
@@ -253,7 +257,7 @@ def write_layer(conn: Session | Connection, tables: ProjectionTables, layer: Lay
         )
     if layer.pendings:
         touched = sorted(layer.pendings)
-        for hashes in _chunks(touched):
+        for hashes in chunks(touched):
             conn.execute(delete(tables.pending).where(tables.pending.c.case_hash.in_(hashes)))
         rows = [
             {"case_hash": h, **_cell_dict(cell), "delta": d}

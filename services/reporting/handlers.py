@@ -68,6 +68,14 @@ def build_router(rt: Runtime) -> NatsRouter:
     settings = rt.settings
     assert isinstance(settings, ReportingSettings)
     hasher, phases = hasher_for(settings), phases_for(settings)
+
+    async def current_layout() -> None:
+        """The consumers write the current layout: tables of an older one are rebuilt first."""
+        from services.reporting.rebuild import ensure_layout  # rebuild.py imports this module
+
+        await ensure_layout(settings, rt.engine)
+
+    rt.add_startup(current_layout)
     for durable, stream in SUBSCRIPTIONS:
         rt.subscribe(
             router,

@@ -58,9 +58,11 @@ ALL_MONTHS = "M*"
 
 
 def additive_keys(d: date, phases: Phases) -> tuple[str, ...]:
-    """The period keys a count on day ``d`` adds to: its day, its month and the phases containing
-    it (quarters, years and all time are sums of months)."""
-    return (day_key(d), month_key(d), *phases.containing(d))
+    """The period keys a count on day ``d`` adds to: its day, its month, its year and the phases
+    containing it (quarters and all time are sums of months; a year is kept whole because summing
+    its twelve months made grouped yearly reports too slow, but not with all four case categories,
+    see ``projections.py``)."""
+    return (day_key(d), month_key(d), year_key(d), *phases.containing(d))
 
 
 def distinct_keys(d: date, phases: Phases) -> tuple[str, ...]:
@@ -72,7 +74,8 @@ def distinct_keys(d: date, phases: Phases) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Plan:
     """Where a report over a range reads its figures: ``additive`` period keys (``M*`` = every month;
-    None = sum the days of the range) and the ``distinct`` key (None = count from the facts)."""
+    None = sum the days of the range; a year's key stands for its months where it is not kept, see
+    :func:`year_months`) and the ``distinct`` key (None = count from the facts)."""
 
     additive: tuple[str, ...] | None
     distinct: str | None
@@ -84,7 +87,7 @@ def plan(start: date | None, end: date | None, phases: Phases) -> Plan:
         return Plan((key,) if key else None, None)
     if key == ALL:
         return Plan((ALL_MONTHS,), ALL)
-    if key.startswith("Q") or key.startswith("Y"):
+    if key.startswith("Q"):
         assert start is not None and end is not None
         return Plan(tuple(months_between(start, end)), key)
     return Plan((key,), key)
@@ -148,3 +151,8 @@ def months_between(start: date, end: date) -> list[str]:
         out.append(month_key(d))
         d = (d + timedelta(days=32)).replace(day=1)
     return out
+
+
+def year_months(key: str) -> tuple[str, ...]:
+    """The month keys of a year key (``Y2025`` -> ``M2025-01`` .. ``M2025-12``)."""
+    return tuple(f"M{key[1:]}-{month:02d}" for month in range(1, 13))

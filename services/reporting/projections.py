@@ -31,6 +31,7 @@ from typing import NamedTuple, Protocol
 from services.reporting.domain import (
     DAYS_TO_ACCEPTANCE,
     DAYS_TO_COMPLETION,
+    DISTINCT_METRICS,
     NO_CATEGORY,
     Contribution,
     contributions,
@@ -89,6 +90,33 @@ class Fact(NamedTuple):
     province: str
     day: date
     category: str
+
+
+#: Kinds of fact a distinct count over any range of days reads: a session (women reached) and a
+#: completed referral (women supported).
+RANGE_KINDS = ("session", "completed")
+
+
+def previous_days(facts: Iterable[tuple[str, Fact]]) -> dict[str, tuple[date | None, date | None]]:
+    """For each fact of a range kind (the others are left out): the day of the same woman's fact of
+    the same kind in the same province just before it, and of the same category too (None: it is
+    her first). Facts are ordered by (day, key), so exactly one fact of hers in days ``lo``..``hi``
+    has no previous day or one before ``lo``: a distinct count over a range is a plain count."""
+    women: dict[tuple[str, str, str], list[tuple[date, str]]] = defaultdict(list)
+    categories: dict[tuple[str, str, str, str], list[tuple[date, str]]] = defaultdict(list)
+    for key, f in facts:
+        if f.kind in RANGE_KINDS:
+            women[f.kind, f.province, f.case_hash].append((f.day, key))
+            categories[f.kind, f.province, f.case_hash, f.category].append((f.day, key))
+    before: dict[str, list[date | None]] = {}
+    for n, groups in enumerate((women.values(), categories.values())):
+        for group in groups:
+            group.sort()
+            previous = None
+            for day, key in group:
+                before.setdefault(key, [None, None])[n] = previous
+                previous = day
+    return {key: (days[0], days[1]) for key, days in before.items()}
 
 
 @dataclass
@@ -182,7 +210,8 @@ class Projection:
 
     def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
         """Add to the cells of ``periods``: every roll-up (no category, each category alone, all
-        four) for months and longer; for days only none and all four (days are summed rarely)."""
+        four) for months and longer; for days only none and all four (days are summed rarely); for
+        years all but all four (as many cells as the months they sum, for the reports read least)."""
         (channel, migration, return_kind, age), pending = self._dims(case_hash)
         if c.channel is not None:
             channel = c.channel
@@ -191,7 +220,8 @@ class Projection:
         cells = []
         for period in periods:
             cells.append((period, province, category, R, R, R, R, metric))
-            cells.append((period, province, category, channel, migration, return_kind, age, metric))
+            if period[0] != "Y" or metric in DISTINCT_METRICS:
+                cells.append((period, province, category, channel, migration, return_kind, age, metric))
             if period[0] != "D":
                 cells.append((period, province, category, channel, R, R, R, metric))
                 cells.append((period, province, category, R, migration, R, R, metric))

@@ -37,10 +37,13 @@ from services.reporting.periods import Phases
 from services.reporting.projections import Hasher, MemoryState, Projection
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import (
+    LAYOUT,
     LIVE,
     ProjectionTables,
     cube_contents,
+    layout_state,
     projection_tables,
+    recreate_empty,
     swap,
     write_memory_state,
 )
@@ -260,6 +263,21 @@ async def rebuild(
         await nc.close()
         if own_engine:
             await engine.dispose()
+
+
+async def ensure_layout(settings: ReportingSettings, engine: AsyncEngine) -> str:
+    """Before the consumers start: give the live projection tables the current layout
+    (``store.LAYOUT``). Empty ones are recreated; ones holding figures of an older layout are
+    rebuilt from the streams, as ``osso reporting rebuild`` does (projections are rebuildable by
+    design, and the swap stamps the layout). Returns what was found (``store.layout_state``)."""
+    async with engine.begin() as conn:
+        found = await conn.run_sync(layout_state)
+        if found == "empty":
+            await conn.run_sync(recreate_empty)
+    if found == "outdated":
+        log.warning("reporting_layout_outdated", layout=LAYOUT, action="rebuild from the streams")
+        await rebuild(settings, engine=engine)
+    return found
 
 
 async def compare(engine: AsyncEngine, suffix: str) -> tuple[int, int, int]:

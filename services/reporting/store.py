@@ -8,7 +8,7 @@ transaction. The audit table is not a projection and is never rebuilt.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -24,10 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -36,15 +39,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 
 from services.reporting.domain import DISTINCT_METRICS
-from services.reporting.periods import ALL_MONTHS
+from services.reporting.periods import ALL_MONTHS, year_months
 from services.reporting.projections import (
     DIMENSIONS,
+    RANGE_KINDS,
     ROLLUP,
     CaseDims,
     Cell,
     Fact,
     MemoryState,
     ReferralTimes,
+    previous_days,
 )
 from shared.db import UtcDateTime
 
@@ -99,6 +104,10 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         Column("province", String(2), nullable=False),
         Column("day", Date, nullable=False),
         Column("category", String(32), nullable=False),
+        # Her fact of this kind and province just before this one (and of this category too), for
+        # sessions and completed referrals (``projections.previous_days``): None for her first.
+        Column("previous_day", Date, nullable=True),
+        Column("previous_category_day", Date, nullable=True),
         sqlite_with_rowid=False,
     )
     # Covers every column a distinct count over a day range reads: no lookup of each fact's row.
@@ -107,9 +116,13 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         facts.c.kind,
         facts.c.day,
         facts.c.province,
-        facts.c.case_hash,
+        facts.c.previous_day,
+        facts.c.previous_category_day,
         facts.c.category,
+        facts.c.case_hash,
     )
+    # A woman's facts, to set the previous days when one of hers is added (link_facts).
+    Index(f"ix_rpt_fact{suffix}_case", facts.c.case_hash)
     cases = Table(
         f"rpt_case{suffix}",
         md,
@@ -145,6 +158,38 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
 LIVE = projection_tables(metadata)
 #: The walking skeleton's name for the figures table.
 counts = LIVE.cube
+
+#: The layout of the projection tables, and what they hold; tables of an older one are rebuilt from
+#: the streams before the consumers start (``rebuild.ensure_layout``). 1: the first; 2: facts
+#: carry their previous days, additive figures are kept per year.
+LAYOUT = 2
+layout = Table("rpt_layout", metadata, Column("version", Integer, primary_key=True, autoincrement=False))
+
+
+def layout_state(conn: Connection) -> str:
+    """``current``; ``empty`` (no figure or fact yet: any layout is recreated at no cost); or
+    ``outdated`` (figures of an older layout, or of none recorded)."""
+    if conn.execute(select(layout.c.version)).scalars().all() == [LAYOUT]:
+        return "current"
+    for table in (LIVE.cube, LIVE.facts):
+        if conn.execute(select(table.c[0]).limit(1)).first() is not None:
+            return "outdated"
+    return "empty"
+
+
+def stamp_layout(conn: Connection) -> None:
+    """Record that the live projection tables have the current layout."""
+    conn.execute(delete(layout))
+    conn.execute(insert(layout).values(version=LAYOUT))
+
+
+def recreate_empty(conn: Connection) -> None:
+    """Drop and create the (empty) live projection tables in the current layout, and stamp it."""
+    for table in LIVE.all():
+        table.drop(conn)
+        table.create(conn)
+    stamp_layout(conn)
+
 
 audit = Table(
     "rpt_audit",
@@ -242,15 +287,53 @@ def insert_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}, value) VALUES ({marks})', rows)
 
 
-def insert_facts(conn: Connection, table: Table, facts: Iterable[tuple[str, Fact]]) -> None:
-    """Insert new facts with one driver-level ``executemany``, in key order."""
-    rows = [(key, *fact) for key, fact in facts]
+def insert_facts(
+    conn: Connection,
+    table: Table,
+    facts: Iterable[tuple[str, Fact]],
+    previous: Mapping[str, tuple[date | None, date | None]] | None = None,
+) -> None:
+    """Insert new facts with one driver-level ``executemany``, in key order, with their previous
+    days if known (else None: :func:`link_facts` sets them)."""
+    none = (None, None)
+    rows = [(key, *fact, *(previous.get(key, none) if previous else none)) for key, fact in facts]
     if not rows:
         return
     rows.sort(key=lambda row: row[0])
-    names = "key, kind, case_hash, province, day, category"
-    marks = ", ".join(_placeholders(conn, 6))
+    names = "key, kind, case_hash, province, day, category, previous_day, previous_category_day"
+    marks = ", ".join(_placeholders(conn, 8))
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
+
+
+def link_facts(conn: Session | Connection, table: Table, case_hashes: Iterable[str]) -> None:
+    """Set the previous days (``projections.previous_days``) of the range facts of these women
+    after some of theirs were added: a new fact can come before, between or after hers."""
+    f = table.c
+    for hashes in chunks(sorted(set(case_hashes))):
+        rows = conn.execute(
+            select(
+                f.key, f.kind, f.case_hash, f.province, f.day, f.category, f.previous_day,
+                f.previous_category_day,
+            ).where(f.case_hash.in_(hashes), f.kind.in_(RANGE_KINDS))
+        ).all()  # fmt: skip
+        stored = {row[0]: (row[6], row[7]) for row in rows}
+        wanted = previous_days((row[0], Fact(*row[1:6])) for row in rows)
+        changed = [
+            {"k": key, "p": days[0], "pc": days[1]} for key, days in wanted.items() if stored[key] != days
+        ]
+        if changed:
+            conn.execute(
+                update(table)
+                .where(f.key == bindparam("k"))
+                .values(previous_day=bindparam("p"), previous_category_day=bindparam("pc")),
+                changed,
+            )
+
+
+def chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """``items`` in slices of ``size`` (an IN list of bound values each)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _cell_dict(cell: Cell) -> dict[str, str]:
@@ -268,10 +351,14 @@ class SqlState:
         self._cube: Counter[Cell] = Counter()
         self._pending: dict[str, Counter[Cell]] = {}
         self._cleared: set[str] = set()
+        self._linked: set[str] = set()  # women with a new range fact
 
     def claim(self, key: str, fact: Fact) -> bool:
         stmt = _insert(self.s, self.t.facts).values(key=key, **fact._asdict()).on_conflict_do_nothing()
-        return bool(self.s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        claimed = bool(self.s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        if claimed and fact.kind in RANGE_KINDS:
+            self._linked.add(fact.case_hash)
+        return claimed
 
     def case(self, case_hash: str) -> CaseDims | None:
         if case_hash not in self._cases:
@@ -344,8 +431,10 @@ class SqlState:
             if d
         ]
         _increment_rows(self.s, self.t.pending, ("case_hash", *CELL_COLUMNS), "delta", pending)
+        link_facts(self.s, self.t.facts, self._linked)
         self._cube.clear()
         self._pending.clear()
+        self._linked.clear()
 
 
 def write_memory_state(
@@ -372,7 +461,7 @@ def write_memory_state(
     for index in indexes:
         index.drop(conn)
     insert_cells(conn, tables.cube, state.cube.items())
-    insert_facts(conn, tables.facts, state.facts.items())
+    insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()))
     put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
     put(
         tables.referrals,
@@ -403,13 +492,15 @@ def write_memory_state(
 
 
 def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIVE) -> None:
-    """Give the fresh tables the live names (and drop the old ones), in the caller's transaction."""
+    """Give the fresh tables the live names (and drop the old ones), in the caller's transaction;
+    they have the current layout, so it is stamped."""
     for new, old in zip(fresh.all(), live.all(), strict=True):
         retired = f"{old.name}__retired"
         conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{retired}"')
         conn.exec_driver_sql(f'ALTER TABLE "{old.name}" RENAME TO "{retired}"')
         conn.exec_driver_sql(f'ALTER TABLE "{new.name}" RENAME TO "{old.name}"')
         conn.exec_driver_sql(f'DROP TABLE "{retired}"')
+    stamp_layout(conn)
 
 
 def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cell, int]:
@@ -463,16 +554,19 @@ def cube_rows(
         base = base.where(t.c[dim] == value)
     wanted = set(metrics) if metrics is not None else None
     additive = base
-    if q.additive is None:
+    keys = q.additive
+    if keys is not None and len(keys) == 1 and keys[0][0] == "Y" and _level(q) == "full":
+        keys = year_months(keys[0])  # years are not kept with all four categories
+    if keys is None:
         lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
         hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
         additive = additive.where(t.c.period >= lo, t.c.period <= hi)
-    elif q.additive == (ALL_MONTHS,):
+    elif keys == (ALL_MONTHS,):
         additive = additive.where(t.c.period > "M", t.c.period < "N")  # every month key, by the index
-    elif len(q.additive) == 1:
-        additive = additive.where(t.c.period == q.additive[0])
+    elif len(keys) == 1:
+        additive = additive.where(t.c.period == keys[0])
     else:
-        additive = additive.where(t.c.period.in_(q.additive))
+        additive = additive.where(t.c.period.in_(keys))
     if q.provinces:
         additive = additive.where(t.c.province.in_(q.provinces))
     additive = additive.where(t.c.metric.not_in(DISTINCT_METRICS))
@@ -488,7 +582,10 @@ def cube_rows(
 
 
 def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIVE) -> list[tuple[Any, ...]]:
-    """Distinct women over a day range, from the facts: ``(group values..., category, metric, n)``."""
+    """Distinct women over a day range, from the facts: ``(group values..., category, metric, n)``.
+    A woman is counted by her first fact in the range: the one whose previous day (of her facts of
+    that kind in that province, and category) is None or before the range; so a plain count of an
+    index range, no set of women to build."""
     f, c = tables.facts, tables.cases
     lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
     out: list[tuple[Any, ...]] = []
@@ -506,7 +603,7 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
             return func.coalesce(column, "?")
 
         groups = [dim(g) for g in q.group_by]
-        # Her categories only when a query asks for one (the join costs a lookup per fact).
+        # Her categories only when a query asks for one (the join costs a lookup per woman).
         facts: FromClause = f
         if set(q.group_by) - {"province"} or q.filters:
             facts = f.outerjoin(c, c.c.case_hash == f.c.case_hash)
@@ -516,11 +613,13 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
         for name, value in q.filters:
             base = base.where(dim(name) == value)
         # Per province: a woman counted in each province she was seen in, as the cube does.
-        who = func.count(func.distinct(f.c.province + f.c.case_hash))
-        total = base.add_columns(who).group_by(*groups)
+        first = or_(f.c.previous_day.is_(None), f.c.previous_day < lo)
+        total = base.where(first).add_columns(func.count()).group_by(*groups)
         out += [(*row[:-1], "", metric, row[-1]) for row in session.execute(total)]
         if kind == "completed":
-            per = base.add_columns(f.c.category, who).group_by(*groups, f.c.category)
+            first_in_category = or_(f.c.previous_category_day.is_(None), f.c.previous_category_day < lo)
+            per = base.where(first_in_category).add_columns(f.c.category, func.count())
+            per = per.group_by(*groups, f.c.category)
             out += [(*row[:-2], row[-2], metric, row[-1]) for row in session.execute(per)]
     return out
 

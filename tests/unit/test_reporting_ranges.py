@@ -1,0 +1,114 @@
+"""Distinct women over any range of days as a plain count (each range fact knows the day of her
+previous one), kept right whatever the order facts arrive in; a year read whole."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+from sqlalchemy import create_engine, delete, select
+from sqlalchemy.orm import Session
+
+from services.reporting.batch import apply_batch
+from services.reporting.periods import Phases
+from services.reporting.projections import RANGE_KINDS, Fact, previous_days
+from services.reporting.store import LIVE, insert_facts, link_facts, metadata
+from tests.unit.test_reporting_history import (
+    HASHER,
+    HISTORY,
+    PHASES,
+    CaseRecord,
+    assert_matches,
+    expected,
+    grouped_from,
+    project,
+    tables_of,
+)
+
+DAY0 = date(2025, 1, 1)
+
+
+def random_facts(rng: random.Random, n: int) -> list[tuple[str, Fact]]:
+    """Facts of a few women (several on one day too), of both range kinds and another kind."""
+    facts = []
+    for i in range(n):
+        kind = rng.choice([*RANGE_KINDS, "distinct"])
+        day = DAY0 + timedelta(days=rng.randint(0, 40))
+        fact = Fact(
+            kind, f"w{rng.randint(1, 12)}", rng.choice("12"), day, rng.choice(["", "legal", "health"])
+        )
+        facts.append((f"k{i:04d}", fact))
+    return facts
+
+
+def test_a_count_of_first_facts_in_a_range_is_the_distinct_count() -> None:
+    rng = random.Random(1)
+    facts = random_facts(rng, 400)
+    before = previous_days(facts)
+    assert set(before) == {key for key, f in facts if f.kind in RANGE_KINDS}
+    for _ in range(200):
+        lo = DAY0 + timedelta(days=rng.randint(0, 40))
+        hi = lo + timedelta(days=rng.randint(0, 15))
+        inside = [(key, f) for key, f in facts if f.kind in RANGE_KINDS and lo <= f.day <= hi]
+        women = {(f.kind, f.province, f.case_hash) for _, f in inside}
+        per_category = {(f.kind, f.province, f.case_hash, f.category) for _, f in inside}
+        for n, distinct in ((0, women), (1, per_category)):
+            firsts = [key for key, _ in inside if (day := before[key][n]) is None or day < lo]
+            assert len(firsts) == len(distinct)
+
+
+def test_facts_linked_as_they_come_get_the_previous_days_of_all_at_once() -> None:
+    rng = random.Random(2)
+    facts = random_facts(rng, 300)
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    order = list(facts)
+    rng.shuffle(order)
+    with engine.begin() as conn:
+        while order:
+            batch = order[: rng.randint(1, 30)]
+            order = order[len(batch) :]
+            insert_facts(conn, LIVE.facts, batch)
+            link_facts(conn, LIVE.facts, {f.case_hash for _, f in batch if f.kind in RANGE_KINDS})
+        f = LIVE.facts.c
+        stored = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                select(f.key, f.previous_day, f.previous_category_day).where(f.kind.in_(RANGE_KINDS))
+            )
+        }
+    assert stored == previous_days(facts)
+
+
+def test_live_batches_in_any_order_link_facts_as_the_rebuild_does() -> None:
+    events = list(HISTORY.events)
+    random.Random(3).shuffle(events)
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        for start in range(0, len(events), 300):
+            assert not apply_batch(session, events[start : start + 300], HASHER, Phases.of(PHASES))
+    with engine.connect() as conn:
+        f = LIVE.facts.c
+        rows = conn.execute(
+            select(f.key, f.previous_day, f.previous_category_day).where(f.kind.in_(RANGE_KINDS))
+        ).all()
+    assert {row[0]: (row[1], row[2]) for row in rows} == previous_days(project(HISTORY.events).facts.items())
+
+
+def test_a_year_grouped_by_one_category_is_read_whole_not_summed_from_months() -> None:
+    engine = tables_of(project(HISTORY.events))
+    with engine.begin() as conn:  # without the months of that roll-up, only the year's cells can answer
+        cube = LIVE.cube.c
+        conn.execute(delete(LIVE.cube).where(cube.level == "return_kind", cube.period.like("M%")))
+    start, end = date(2025, 1, 1), date(2025, 12, 31)
+    groups = grouped_from(engine, start, end, ("province", "return_kind"))
+    assert groups
+    for (province, return_kind), actual in groups.items():
+        if return_kind == "none":  # community activities, not a case
+            continue
+
+        def of_kind(c: CaseRecord, wanted: str = return_kind) -> bool:
+            return c.return_kind == wanted
+
+        assert_matches(actual, expected(HISTORY, start, end, {province}, of_kind))
