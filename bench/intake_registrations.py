@@ -78,7 +78,13 @@ async def run_round(url: str, token: str, start: int, n: int, concurrency: int) 
         nonlocal failures
         while not queue.empty():
             body = queue.get_nowait()
-            r = await client.post("/v1/cases", json=body)
+            try:
+                r = await client.post("/v1/cases", json=body)
+            except httpx.TransportError as exc:  # counted and shown, not a crash of the bench
+                failures += 1
+                if failures == 1:
+                    print(f"  first failure: {exc!r}", file=sys.stderr)
+                continue
             if r.status_code != 201:
                 failures += 1
                 if failures == 1:
@@ -94,6 +100,17 @@ async def run_round(url: str, token: str, start: int, n: int, concurrency: int) 
     if failures:
         print(f"  {failures} requests failed", file=sys.stderr)
     return n / elapsed
+
+
+def batch_sizes(url: str) -> str:
+    """Registrations per transaction, from intake's metrics (one worker's, when several)."""
+    found = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("osso_group_commit_items_") and 'writer="registrations"' in line:
+            found[line.split("{")[0].rsplit("_", 1)[1]] = float(line.rsplit(" ", 1)[1])
+    if not found.get("count"):
+        return "no group-commit metrics"
+    return f"{found['sum']:.0f} registrations in {found['count']:.0f} transactions, {found['sum'] / found['count']:.1f} each"
 
 
 def main() -> None:
@@ -151,9 +168,17 @@ def main() -> None:
                 f"median: {statistics.median(rates):.0f} registrations/s, "
                 f"{statistics.median(cpu_ms):.1f} ms intake CPU per registration"
             )
+            print(f"group commit: {batch_sizes(p.url('intake'))}")
         finally:
             p.stop()
             nats_server.stop()
+            errors = [
+                line
+                for line in (Path(tmp) / "logs" / "intake.log").read_text(errors="replace").splitlines()
+                if "error" in line.lower() or "Traceback" in line
+            ]
+            for line in errors[:20]:  # why a request failed, if one did
+                print(f"  intake log: {line[:300]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -181,7 +181,19 @@ def start_profiles(pids: dict[str, int], out: Path | None) -> list[subprocess.Po
     spy = Path(sys.executable).parent / "py-spy"
     return [
         subprocess.Popen(
-            [str(spy), "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(out / f"{name}.txt")],
+            [
+                str(spy),
+                "record",
+                "--subprocesses",
+                "-p",
+                str(pid),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(out / f"{name}.txt"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -31,7 +31,7 @@ from services.intake.api.models import (
     WomanIn,
     WomanOut,
 )
-from services.intake.casefile import CaseFiles, audit_values, new_row, profile_of, to_domain, write_back
+from services.intake.casefile import CaseFiles, audit_values, profile_of, row_values, to_domain, write_back
 from services.intake.domain import (
     Address,
     Case,
@@ -129,10 +129,21 @@ def _consent_out(case: Case) -> ConsentOut:
 
 
 def case_out(row: CaseRow, identity: Identity | None, *, address_province: str | None = None) -> CaseOut:
-    case = to_domain(row)
+    return case_view(to_domain(row), row.story, row.children, row.updated_at, identity)
+
+
+def case_view(
+    case: Case,
+    story_in: dict[str, Any] | None,
+    children_in: list[dict[str, Any]],
+    updated_at: datetime,
+    identity: Identity | None,
+) -> CaseOut:
+    """What the API shows of a case: its categories, and her identity when given (read and audited
+    by the caller)."""
     phone = identity.phones[0] if identity and identity.phones else None
     woman = None
-    children = [ChildOut(**c) for c in row.children]
+    children = [ChildOut(**c) for c in children_in]
     if identity is not None:
         woman = WomanOut(
             full_name=identity.full_name,
@@ -147,20 +158,20 @@ def case_out(row: CaseRow, identity: Identity | None, *, address_province: str |
         )
         for child, child_id in zip(children, identity.children, strict=False):
             child.name = child_id.name
-    story = dict(row.story or {})
+    story = dict(story_in or {})
     if identity is not None and identity.notes:
         story["notes"] = identity.notes
     return CaseOut(
-        id=row.id,
-        province=row.province,
+        id=case.id,
+        province=case.province,
         channel=case.channel,
         needs=case.needs,
         assessed_needs=[NeedOut(category=n.category, priority=n.priority) for n in case.assessed_needs],
         consent=_consent_out(case),
-        status=CaseStatus(row.status),
-        close_reason=row.close_reason,
-        opened_at=row.opened_at,
-        updated_at=row.updated_at,
+        status=CaseStatus(case.status),
+        close_reason=case.close_reason,
+        opened_at=case.opened_at,
+        updated_at=updated_at,
         phone_masked=mask(phone) if phone else None,
         woman=woman,
         story=story or None,
@@ -233,10 +244,9 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             )
         except DomainError as exc:
             raise _domain_problem(exc) from None
-        row = new_row(case)
-        row.story, row.children = story, _children(body.children)
+        children = _children(body.children)
         key, wrapped = protector.new_case_key(case.id)
-        row.identity_enc = protector.seal_identity(key, identity)
+        values = row_values(case, story, children, protector.seal_identity(key, identity))
         filled = identity.filled_fields()
         item = Registration(
             case_id=case.id,
@@ -245,14 +255,14 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             confirm_not_duplicate=body.confirm_not_duplicate,
             duplicate_pairs=_pairs(duplicate_keys(identity, case.province)),
             lookup_pairs=_pairs(search_keys(identity, case.province)),
-            case_values={c.key: getattr(row, c.key) for c in cases.columns},
+            case_values=values,
             key_values={"case_id": case.id, "wrapped_key": wrapped, "created_at": now},
             consent_values=[
                 {
                     "case_id": case.id,
                     "purpose": purpose.value,
                     "granted": case.consent.granted(purpose),
-                    "referral_categories": row.referral_categories
+                    "referral_categories": values["referral_categories"]
                     if purpose is ConsentPurpose.REFERRAL
                     else None,
                     "recorded_by": who.role.value,
@@ -267,7 +277,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
             outbox=outbox_rows(*case.events),
         )
         candidates = await registrar.register(item)
-        out = case_out(row, identity)
+        out = case_view(case, story, children, now, identity)
         out.possible_duplicates = candidates
         return out
 
