@@ -309,7 +309,13 @@ def link_facts(conn: Session | Connection, table: Table, case_hashes: Iterable[s
     """Set the previous days (``projections.previous_days``) of the range facts of these women
     after some of theirs were added: a new fact can come before, between or after hers."""
     f = table.c
+    dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
     for hashes in chunks(sorted(set(case_hashes))):
+        if dialect == "postgresql":
+            # Replicas may add facts of one woman at once: the second links hers after the first
+            # commits, and then reads its facts too (read committed). In order: no deadlock.
+            for case_hash in hashes:
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(case_hash, 0))))
         rows = conn.execute(
             select(
                 f.key, f.kind, f.case_hash, f.province, f.day, f.category, f.previous_day,

@@ -1,0 +1,112 @@
+"""Reporting's live batches on PostgreSQL (production's database): facts get the previous days the
+rebuild gives them, also when two replicas add facts of one woman at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.reporting.batch import apply_batch
+from services.reporting.periods import Phases
+from services.reporting.projections import RANGE_KINDS, Fact, previous_days
+from services.reporting.store import LIVE, metadata
+from shared.events import CaseOpened, Event, SessionRecorded
+from tests.unit.test_reporting_history import HASHER, PHASES, generate, project
+
+pytestmark = pytest.mark.postgres
+
+PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+HISTORY = generate(60, seed=17)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    name = f"osso_rpt_{secrets.token_hex(4)}"
+    await _admin(f"CREATE DATABASE {name}")
+    engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield engine
+    finally:
+        await engine.dispose()
+        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def apply(engine: AsyncEngine, events: list[Event]) -> None:
+    async with engine.begin() as conn:
+        failed = await conn.run_sync(lambda c: apply_batch(c, events, HASHER, Phases.of(PHASES)))
+    assert not failed
+
+
+async def stored_previous_days(engine: AsyncEngine) -> dict[str, tuple]:
+    f = LIVE.facts.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(f.key, f.previous_day, f.previous_category_day).where(f.kind.in_(RANGE_KINDS))
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def test_batches_in_any_order_link_facts_as_the_rebuild_does(engine: AsyncEngine) -> None:
+    events = list(HISTORY.events)
+    random.Random(5).shuffle(events)
+    for start in range(0, len(events), 100):
+        await apply(engine, events[start : start + 100])
+    assert await stored_previous_days(engine) == previous_days(project(HISTORY.events).facts.items())
+
+
+def session_on(template: SessionRecorded, day: date) -> SessionRecorded:
+    at = datetime.combine(day, time(9), tzinfo=UTC)
+    return template.model_copy(update={"session_id": str(uuid.uuid4()), "held_on": day, "at": at})
+
+
+async def test_two_replicas_adding_facts_of_one_woman_at_once(engine: AsyncEngine) -> None:
+    case = next(c for c in HISTORY.cases if c.sessions)
+    mine = [e for e in HISTORY.events if getattr(e, "case_id", None) == case.case_id]
+    template = next(e for e in mine if isinstance(e, SessionRecorded)).model_copy(update={"province": "92"})
+    opened = next(e for e in mine if isinstance(e, CaseOpened))
+    earlier = [session_on(template, date(2025, 1, 10)), session_on(template, date(2025, 4, 10))]
+    await apply(engine, [opened, *earlier])
+    # Two more sessions between those, in periods she was already counted in: no new distinct
+    # claim, so nothing else makes the second replica wait for the first.
+    first, second = session_on(template, date(2025, 1, 20)), session_on(template, date(2025, 1, 25))
+    phases = Phases.of(PHASES)
+    async with engine.connect() as one, engine.connect() as two:
+        t1 = await one.begin()
+        await one.run_sync(lambda c: apply_batch(c, [first], HASHER, phases))
+
+        async def other_replica() -> None:
+            async with two.begin():
+                await two.run_sync(lambda c: apply_batch(c, [second], HASHER, phases))
+
+        task = asyncio.create_task(other_replica())
+        await asyncio.sleep(0.5)  # the other replica is in its batch, waiting for this one
+        await t1.commit()
+        await task
+    f = LIVE.facts.c
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(f.key, f.kind, f.case_hash, f.province, f.day, f.category).where(f.kind == "session")
+            )
+        ).all()
+    assert len(rows) == 4
+    assert await stored_previous_days(engine) == previous_days((row[0], Fact(*row[1:])) for row in rows)
