@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import FromClause
+from sqlalchemy.sql import FromClause, Select
 
 from services.reporting.domain import DISTINCT_METRICS
 from services.reporting.periods import ALL_MONTHS, year_months
@@ -52,6 +52,7 @@ from services.reporting.projections import (
     previous_days,
 )
 from shared.db import UtcDateTime
+from shared.provinces import all_provinces
 
 metadata = MetaData()
 
@@ -110,12 +111,13 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         Column("previous_category_day", Date, nullable=True),
         sqlite_with_rowid=False,
     )
-    # Covers every column a distinct count over a day range reads: no lookup of each fact's row.
+    # Covers every column a distinct count over a day range reads: no lookup of each fact's row;
+    # one range per province (distinct_rows always names them), in province order for a group by.
     Index(
-        f"ix_rpt_fact{suffix}_kind_day_cover",
+        f"ix_rpt_fact{suffix}_kind_province_day_cover",
         facts.c.kind,
-        facts.c.day,
         facts.c.province,
+        facts.c.day,
         facts.c.previous_day,
         facts.c.previous_category_day,
         facts.c.category,
@@ -545,24 +547,41 @@ def _level(q: CubeQuery) -> str:
     return "full"
 
 
+def _cell_per_row(q: CubeQuery, level: str) -> bool:
+    """Whether, within one period, each cell of ``level`` the query reads is a row of the report of
+    its own: every column that varies among them (province, the level's case categories) grouped by
+    or fixed by a filter. Then the rows need no GROUP BY: they stream in key order, no sort."""
+    fixed = set(q.group_by) | {d for d, _ in q.filters} | ({"province"} if len(q.provinces) == 1 else set())
+    named = set(DIMENSIONS) if level == "full" else set() if level == "all" else {level}
+    return "province" in fixed and named <= fixed
+
+
 def cube_rows(
     session: Session, q: CubeQuery, metrics: Sequence[str] | None = None, tables: ProjectionTables = LIVE
 ) -> list[tuple[Any, ...]]:
     """``(group values..., category, metric, sum)`` rows from the cube."""
     t = tables.cube
+    level = _level(q)
     groups = [t.c[g] for g in q.group_by]
-    base = (
-        select(*groups, t.c.category, t.c.metric, func.sum(t.c.value))
-        .where(t.c.level == _level(q))
-        .group_by(*groups, t.c.category, t.c.metric)
-    )
-    for dim, value in q.filters:
-        base = base.where(t.c[dim] == value)
-    wanted = set(metrics) if metrics is not None else None
-    additive = base
     keys = q.additive
-    if keys is not None and len(keys) == 1 and keys[0][0] == "Y" and _level(q) == "full":
+    if keys is not None and len(keys) == 1 and keys[0][0] == "Y" and level == "full":
         keys = year_months(keys[0])  # years are not kept with all four categories
+
+    def select_from(one_period: bool) -> Select[Any]:
+        if one_period and _cell_per_row(q, level):
+            stmt = select(*groups, t.c.category, t.c.metric, t.c.value)
+        else:
+            stmt = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value))
+            stmt = stmt.group_by(*groups, t.c.category, t.c.metric)
+        stmt = stmt.where(t.c.level == level)
+        for dim, value in q.filters:
+            stmt = stmt.where(t.c[dim] == value)
+        if q.provinces:
+            stmt = stmt.where(t.c.province.in_(q.provinces))
+        return stmt
+
+    wanted = set(metrics) if metrics is not None else None
+    additive = select_from(keys is not None and len(keys) == 1 and keys != (ALL_MONTHS,))
     if keys is None:
         lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
         hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
@@ -573,17 +592,14 @@ def cube_rows(
         additive = additive.where(t.c.period == keys[0])
     else:
         additive = additive.where(t.c.period.in_(keys))
-    if q.provinces:
-        additive = additive.where(t.c.province.in_(q.provinces))
     additive = additive.where(t.c.metric.not_in(DISTINCT_METRICS))
     if wanted is not None:
         additive = additive.where(t.c.metric.in_(wanted))
-    rows = [tuple(row) for row in session.execute(additive)]
+    # fetchall, not a fetch per row: thousands of rows for a grouped report.
+    rows = [tuple(row) for row in session.execute(additive).all()]
     if q.distinct is not None and (wanted is None or wanted & set(DISTINCT_METRICS)):
-        distinct = base.where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
-        if q.provinces:
-            distinct = distinct.where(t.c.province.in_(q.provinces))
-        rows += [tuple(row) for row in session.execute(distinct)]
+        distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
+        rows += [tuple(row) for row in session.execute(distinct).all()]
     return rows
 
 
@@ -594,6 +610,9 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
     index range, no set of women to build."""
     f, c = tables.facts, tables.cases
     lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
+    # Every province by name when none is asked for: a seek per province in the index, where
+    # "any province" would read the facts of every day of the kind.
+    provinces = q.provinces or tuple(p.code for p in all_provinces())
     out: list[tuple[Any, ...]] = []
     for kind, metric in (("session", "women_reached"), ("completed", "women_supported")):
 
@@ -614,8 +633,7 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
         if set(q.group_by) - {"province"} or q.filters:
             facts = f.outerjoin(c, c.c.case_hash == f.c.case_hash)
         base = select(*groups).select_from(facts).where(f.c.kind == kind, f.c.day >= lo, f.c.day <= hi)
-        if q.provinces:
-            base = base.where(f.c.province.in_(q.provinces))
+        base = base.where(f.c.province.in_(provinces))
         for name, value in q.filters:
             base = base.where(dim(name) == value)
         # Per province: a woman counted in each province she was seen in, as the cube does.
