@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 
-import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -24,30 +22,19 @@ from tests.unit.test_reporting_history import HASHER, PHASES, generate, project
 
 pytestmark = pytest.mark.postgres
 
-PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 HISTORY = generate(60, seed=17)
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
-async def engine() -> AsyncIterator[AsyncEngine]:
-    name = f"osso_rpt_{secrets.token_hex(4)}"
-    await _admin(f"CREATE DATABASE {name}")
-    engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(pg_url)
     try:
-        async with engine.begin() as conn:
+        async with engine.begin() as conn:  # the module's database: fresh tables for each test
+            await conn.run_sync(metadata.drop_all)
             await conn.run_sync(metadata.create_all)
         yield engine
     finally:
         await engine.dispose()
-        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def apply(engine: AsyncEngine, events: list[Event]) -> None:
