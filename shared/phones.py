@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, NumberParseException, PhoneNumberFormat, PhoneNumberType
 
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 _VN_MOBILE_PREFIXES = "35789"  # national significant numbers of VN mobiles: 3x, 5x, 7x, 8x, 9x + 7 digits
@@ -75,10 +75,14 @@ def is_mobile(e164: str) -> bool:
 def mask(e164: str) -> str:
     """Mask a number for display and logs, keeping the country code and last 3 digits: "+84•••••678"."""
     digits = re.sub(r"\D", "", e164)
-    try:
-        prefix = f"+{phonenumbers.parse(e164, None).country_code}"
-    except NumberParseException:
-        prefix = ""
+    prefix = ""
+    if e164.startswith("+"):
+        # Country calling codes are prefix-free (1 to 3 digits): the first known one is hers. A
+        # table look-up, not a full parse: every registration's response masks her number.
+        for n in (1, 2, 3):
+            if digits[:n].isdigit() and int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE:
+                prefix = f"+{digits[:n]}"
+                break
     # Numbers too short to hide anything after showing 3 digits are masked entirely.
     tail = digits[-3:] if len(digits) >= 7 else ""
     return f"{prefix}{_MASK}{tail}"

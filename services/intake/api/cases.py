@@ -33,6 +33,7 @@ from services.intake.api.models import (
 )
 from services.intake.casefile import CaseFiles, audit_values, profile_of, row_values, to_domain, write_back
 from services.intake.domain import (
+    DUPLICATE_KINDS,
     Address,
     Case,
     ChildIdentity,
@@ -41,7 +42,6 @@ from services.intake.domain import (
     Identity,
     IllegalTransition,
     SearchKey,
-    duplicate_keys,
     name_tokens,
     normalise_cccd,
     search_keys,
@@ -248,13 +248,14 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         key, wrapped = protector.new_case_key(case.id)
         values = row_values(case, story, children, protector.seal_identity(key, identity))
         filled = identity.filled_fields()
+        pairs = _pairs(search_keys(identity, case.province))  # each keyed hash computed once
         item = Registration(
             case_id=case.id,
             province=case.province,
             visible=_visible_provinces(who),
             confirm_not_duplicate=body.confirm_not_duplicate,
-            duplicate_pairs=_pairs(duplicate_keys(identity, case.province)),
-            lookup_pairs=_pairs(search_keys(identity, case.province)),
+            duplicate_pairs=[pair for pair in pairs if pair[0] in DUPLICATE_KINDS],
+            lookup_pairs=pairs,
             case_values=values,
             key_values={"case_id": case.id, "wrapped_key": wrapped, "created_at": now},
             consent_values=[

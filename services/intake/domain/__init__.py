@@ -11,6 +11,7 @@ from services.intake.domain.case import (
     merge_needs,
 )
 from services.intake.domain.identity import (
+    DUPLICATE_KINDS,
     STRONG_DUPLICATE_KINDS,
     Address,
     ChildIdentity,
@@ -18,13 +19,13 @@ from services.intake.domain.identity import (
     InvalidCitizenId,
     SearchKey,
     clean_name,
-    duplicate_keys,
     name_tokens,
     normalise_cccd,
     search_keys,
 )
 
 __all__ = [
+    "DUPLICATE_KINDS",
     "STRONG_DUPLICATE_KINDS",
     "Activity",
     "Address",
@@ -39,7 +40,6 @@ __all__ = [
     "SearchKey",
     "age_band",
     "clean_name",
-    "duplicate_keys",
     "merge_needs",
     "name_tokens",
     "normalise_cccd",

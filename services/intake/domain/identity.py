@@ -147,5 +147,6 @@ def search_keys(identity: Identity, province: str) -> list[SearchKey]:
 STRONG_DUPLICATE_KINDS = frozenset({"cccd", "name_year"})
 
 
-def duplicate_keys(identity: Identity, province: str) -> list[SearchKey]:
-    return [k for k in search_keys(identity, province) if k.kind in ("phone", "cccd", "name_year")]
+#: The search keys a registration looks for among existing cases.
+DUPLICATE_KINDS = frozenset({"phone", "cccd", "name_year"})
+
