@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import create_engine, delete, select
+import pytest
+from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.orm import Session
 
+from services.reporting.api import run_report
 from services.reporting.batch import apply_batch
 from services.reporting.periods import Phases
 from services.reporting.projections import RANGE_KINDS, Fact, previous_days
-from services.reporting.store import LIVE, insert_facts, link_facts, metadata
+from services.reporting.store import LIVE, CubeQuery, insert_facts, link_facts, metadata
 from tests.unit.test_reporting_history import (
     HASHER,
     HISTORY,
@@ -112,3 +115,43 @@ def test_a_year_grouped_by_one_category_is_read_whole_not_summed_from_months() -
             return c.return_kind == wanted
 
         assert_matches(actual, expected(HISTORY, start, end, {province}, of_kind))
+
+
+def fact_plans(engine: Engine) -> list[str]:
+    """How SQLite reads the facts for a day-range report (several groupings) and for linking."""
+    statements: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "rpt_fact" in statement and not statement.startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    start, end = date(2025, 6, 15), date(2025, 7, 14)
+    with Session(engine) as session:
+        for provinces, group_by in ((("31",), ()), ((), ("province",)), ((), ("age_band",))):
+            run_report(session, CubeQuery(None, None, start, end, provinces, group_by))
+        link_facts(session, LIVE.facts, [HASHER("case", HISTORY.cases[0].case_id)])
+        event.remove(engine, "before_cursor_execute", grab)
+        return [
+            row[3]
+            for statement, parameters in statements
+            for row in session.connection().exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, tuple(parameters)
+            )
+            if "rpt_fact" in row[3]
+        ]
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_range_facts_are_read_through_their_partial_indexes(analyzed: bool) -> None:
+    engine = tables_of(project(HISTORY.events))
+    if analyzed:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    plans = fact_plans(engine)
+    assert len(plans) == 16
+    assert all(
+        p.startswith("SEARCH rpt_fact USING COVERING INDEX ix_rpt_fact_kind_province_day_cover")
+        for p in plans[:-1]
+    )
+    assert plans[-1].startswith("SEARCH rpt_fact USING COVERING INDEX ix_rpt_fact_case (case_hash=?")
