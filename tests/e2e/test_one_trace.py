@@ -112,6 +112,13 @@ def test_one_case_is_one_trace_across_all_four_services(
         eventually(linked_hops, timeout=20, interval=0.2)
         services = {service for service, *_ in receiver.spans[trace_id]}
         assert services >= {"osso-intake", "osso-referral", "osso-notification", "osso-reporting"}
+        # One server span for the request: FastAPI's own telemetry does not trace it a second time.
+        server_spans = [
+            name
+            for service, name, *_ in receiver.spans[trace_id]
+            if service == "osso-intake" and name == "POST /v1/cases"
+        ]
+        assert server_spans == ["POST /v1/cases"], sorted(name for _, name, *_ in receiver.spans[trace_id])
         # No span carries her phone.
         assert "0912345678" not in repr(receiver.spans)
     finally:
