@@ -34,6 +34,7 @@ from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from services.reporting import api
+from services.reporting.app import freeze_startup_objects
 from services.reporting.periods import Phases, plan
 from services.reporting.projections import RANGE_KINDS, MemoryState, Projection, previous_days
 from services.reporting.queries import render
@@ -196,6 +197,7 @@ def main() -> None:
         print(f"building a projection of {args.cases:,} cases in {path} ...", flush=True)
         build(path, args.cases)
     print(f"summary query over {args.cases:,} cases (run_report + render, in process):")
+    asyncio.run(freeze_startup_objects())  # as the service does once started (services/reporting/app.py)
     time_queries(path, args.runs)
     print("through the HTTP app (in process, audit write included):")
     asyncio.run(time_http(path, args.runs))
