@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.intake.domain import (
+    Address,
     Case,
+    ChildIdentity,
     CloseReason,
     Consent,
     DomainError,
@@ -123,3 +125,24 @@ def test_age_band() -> None:
     assert age_band(2010, NOW.date()) is AgeBand.UNDER_18
     assert age_band(1990, NOW.date()) is AgeBand.A35_44
     assert age_band(1950, NOW.date()) is AgeBand.A55_PLUS
+
+
+def test_her_identity_is_sealed_whole_and_opens_the_same() -> None:
+    """to_json is written out field by field (no dataclasses.asdict): every field must be in it,
+    nested ones too, and from_json must give back the same identity."""
+    from dataclasses import asdict, fields
+
+    identity = Identity(
+        full_name="Nguyễn Thị Hoà",
+        birth_date=date(1990, 5, 17),
+        birth_year=1990,
+        phones=["+84912345678", "+84387654321"],
+        cccd="001190123456",
+        address=Address(ward="00004", line="số 5 ngõ 7"),
+        notes="ghi chú",
+        children=[ChildIdentity(name="Bé An"), ChildIdentity(name=None)],
+    )
+    data = identity.to_json()
+    assert set(data) == {f.name for f in fields(Identity)}
+    assert data == {**asdict(identity), "birth_date": "1990-05-17"}
+    assert Identity.from_json(data) == identity

@@ -7,7 +7,7 @@ turns it into ciphertext and keyed hashes.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -90,9 +90,18 @@ class Identity:
         return self.birth_date.year if self.birth_date else self.birth_year
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["birth_date"] = self.birth_date.isoformat() if self.birth_date else None
-        return data
+        # Written out, not dataclasses.asdict (a recursive deep copy): every registration seals one,
+        # and asdict was 4 % of a registration's CPU.
+        return {
+            "full_name": self.full_name,
+            "birth_date": self.birth_date.isoformat() if self.birth_date else None,
+            "birth_year": self.birth_year,
+            "phones": list(self.phones),
+            "cccd": self.cccd,
+            "address": {"ward": self.address.ward, "line": self.address.line},
+            "notes": self.notes,
+            "children": [{"name": c.name} for c in self.children],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Identity:
@@ -149,4 +158,3 @@ STRONG_DUPLICATE_KINDS = frozenset({"cccd", "name_year"})
 
 #: The search keys a registration looks for among existing cases.
 DUPLICATE_KINDS = frozenset({"phone", "cccd", "name_year"})
-
