@@ -39,8 +39,6 @@ class GroupCommit(Generic[In, Out]):
         self._max_batch = max_batch
         self._queue: deque[tuple[In, asyncio.Future[Out]]] = deque()
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0  # how many transactions: for tests and metrics
-        self.items = 0
 
     async def submit(self, item: In) -> Out:
         """Write ``item`` with whatever else is waiting; its result, or its exception raised.
@@ -75,8 +73,6 @@ class GroupCommit(Generic[In, Out]):
             self._task = None
 
     async def _write_batch(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
-        self.batches += 1
-        self.items += len(batch)
         self._size.observe(len(batch))
         try:
             outcomes = await self._outcomes([item for item, _ in batch])

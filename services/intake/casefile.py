@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.domain import Case, Consent, Identity, age_band, search_keys
+from services.intake.domain import Case, Consent, Identity, age_band
 from services.intake.protect import CaseKey, Protector
 from services.intake.store import AuditRow, CaseKeyRow, CaseRow, SessionRow, replace_lookups
 from shared.events import CaseProfile, ContactPreferences, NeedPriority
@@ -169,9 +169,8 @@ class CaseFiles:
         await self._index(row.id, row.province, identity)
 
     async def _index(self, case_id: str, province: str, identity: Identity) -> None:
-        keys = search_keys(identity, province)
         await replace_lookups(
-            self.session, case_id, province, [(k.kind, self.protector.digest(k)) for k in keys]
+            self.session, case_id, province, self.protector.lookup_pairs(identity, province)
         )
 
     async def shred(self, row: CaseRow, at: datetime) -> None:

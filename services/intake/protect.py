@@ -16,7 +16,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from services.intake.domain import Identity, SearchKey
+from services.intake.domain import Identity, SearchKey, search_keys
 from services.intake.settings import IntakeSettings
 from shared.crypto import (
     BlindIndex,
@@ -93,6 +93,10 @@ class Protector:
     # -- blind indexes -----------------------------------------------------------------------------
     def digest(self, key: SearchKey) -> str:
         return self.index.digest(key.value, key.kind)
+
+    def lookup_pairs(self, identity: Identity, province: str) -> list[tuple[str, str]]:
+        """``(kind, keyed hash)`` of everything that finds her: what registration and edits index."""
+        return [(k.kind, self.digest(k)) for k in search_keys(identity, province)]
 
     def phone_index(self, e164: str) -> str:
         return self.index.digest(e164, "phone")

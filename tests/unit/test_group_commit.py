@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.groupcommit import GroupCommit
 
@@ -52,12 +53,15 @@ async def test_an_unloaded_request_is_written_at_once_on_its_own() -> None:
 
 async def test_requests_that_wait_are_written_together_in_arrival_order() -> None:
     w = Writer()
-    g = group(w)
+    g = GroupCommit(w.write, service="test", name="in-order")
     tasks = await behind_a_batch(g, w, (2, 4, 6, 8))
     w.gate.set()
     assert [await t for t in tasks] == [0, 20, 40, 60, 80]
     assert w.batches == [[0], [2, 4, 6, 8]]
-    assert (g.batches, g.items) == (2, 5)
+    # The metric says the same: 2 transactions, 5 items.
+    labels = {"service": "test", "writer": "in-order"}
+    assert REGISTRY.get_sample_value("osso_group_commit_items_count", labels) == 2
+    assert REGISTRY.get_sample_value("osso_group_commit_items_sum", labels) == 5
 
 
 async def test_a_refused_item_fails_alone() -> None:

@@ -41,10 +41,8 @@ from services.intake.domain import (
     DomainError,
     Identity,
     IllegalTransition,
-    SearchKey,
     name_tokens,
     normalise_cccd,
-    search_keys,
 )
 from services.intake.protect import Protector
 from services.intake.registration import Registrar, Registration
@@ -248,7 +246,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         key, wrapped = protector.new_case_key(case.id)
         values = row_values(case, story, children, protector.seal_identity(key, identity))
         filled = identity.filled_fields()
-        pairs = _pairs(search_keys(identity, case.province))  # each keyed hash computed once
+        pairs = protector.lookup_pairs(identity, case.province)  # each keyed hash computed once
         item = Registration(
             case_id=case.id,
             province=case.province,
@@ -281,9 +279,6 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         out = case_view(case, story, children, now, identity)
         out.possible_duplicates = candidates
         return out
-
-    def _pairs(keys: list[SearchKey]) -> list[tuple[str, str]]:
-        return [(k.kind, protector.digest(k)) for k in keys]
 
     # -- search ------------------------------------------------------------------------------------
     @router.get("/v1/cases", response_model=CaseList)
