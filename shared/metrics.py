@@ -12,6 +12,9 @@ EVENTS_CONSUMED = Counter(
 EVENTS_PUBLISHED = Counter(
     "osso_events_published_total", "Outbox events acknowledged by JetStream", ["service"]
 )
+OUTBOX_LEADER = Gauge(
+    "osso_outbox_relay_leader", "1 if this process's outbox relay holds the lease and publishes", ["service"]
+)
 OUTBOX_PENDING = Gauge("osso_outbox_pending", "Outbox rows not yet acknowledged by JetStream", ["service"])
 DEAD_LETTERS = Counter("osso_dead_letters_total", "Messages moved to the dead-letter stream", ["service"])
 BATCH_SECONDS = Histogram(

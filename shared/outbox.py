@@ -16,8 +16,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import PlumbingTables
+from shared.lease import RelayLease, SoleLease
 from shared.logs import get_logger
-from shared.metrics import EVENTS_PUBLISHED, OUTBOX_PENDING
+from shared.metrics import EVENTS_PUBLISHED, OUTBOX_LEADER, OUTBOX_PENDING
 
 log = get_logger(__name__)
 
@@ -36,6 +37,7 @@ class OutboxRelay:
         poll_interval: float = 0.25,
         batch_size: int = 500,
         ack_timeout: float = 5.0,
+        lease: RelayLease | None = None,
     ) -> None:
         self._service = service
         self._sessions = sessions
@@ -47,14 +49,40 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopped = False
         self._last_cleanup = datetime.now(UTC)
+        self._lease = lease or SoleLease()
+        self._lease.on_nudge(self.wake)
+        #: Events this relay (not another process's) got acknowledged.
+        self.published = 0
+        #: Whether this relay holds the lease and publishes.
+        self.leading = False
+
+    @property
+    def lease(self) -> RelayLease:
+        return self._lease
 
     def wake(self) -> None:
         """Called after a commit that wrote events, so they leave without waiting for a poll."""
         self._wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.leading = False
+            OUTBOX_LEADER.labels(self._service).set(0)
+            await self._lease.release()
+
+    async def _run(self) -> None:
         backoff = self._poll
         while not self._stopped:
+            self.leading = await self._lease.acquire()
+            OUTBOX_LEADER.labels(self._service).set(int(self.leading))
+            if not self.leading:
+                # A follower: tell the leader when this process commits events, and try for the
+                # lease now and then in case the leader has gone.
+                if await self._woken(self._lease.retry):
+                    await self._lease.nudge()
+                continue
             try:
                 published = await self.publish_pending()
                 backoff = self._poll
@@ -66,9 +94,15 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
             if published >= self._batch:
                 continue  # more is waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            self._wake.clear()
+            await self._woken(backoff)
+
+    async def _woken(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`wake`; True if it came."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        woken = self._wake.is_set()
+        self._wake.clear()
+        return woken
 
     def stop(self) -> None:
         self._stopped = True
@@ -106,6 +140,7 @@ class OutboxRelay:
             if failed:
                 await session.execute(update(t).where(t.c.id.in_(failed)).values(attempts=t.c.attempts + 1))
         EVENTS_PUBLISHED.labels(self._service).inc(len(acked))
+        self.published += len(acked)
         if failed:
             first = next(res for res in results if isinstance(res, BaseException))
             raise RuntimeError(f"{len(failed)} of {len(rows)} events not acknowledged: {first!r}")

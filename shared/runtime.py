@@ -44,6 +44,7 @@ from shared.db import (
 from shared.deadletter import DeadLetterer
 from shared.envelope import decode
 from shared.http import install_problem_handlers, metrics_response, problem
+from shared.lease import relay_lease
 from shared.logs import configure_logging, get_logger
 from shared.natsserver import die_with_parent
 from shared.outbox import OutboxRelay
@@ -227,6 +228,7 @@ class Runtime:
             self.tables,
             self._js,
             poll_interval=self.settings.bus.outbox_poll_interval,
+            lease=relay_lease(self.engine.url, self.name),
         )
         self._deadletters = DeadLetterer(self.name, self._js, self.sessions, self.tables)
         self._tasks.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox"))
