@@ -56,9 +56,13 @@ def to_e164(raw: str, region: str = "VN", *, mobile_only: bool = False) -> str:
         number = phonenumbers.parse(text, region)
     except NumberParseException as error:
         raise InvalidPhone(_PARSE_ERRORS.get(error.error_type, "not a phone number")) from None
+    # A number of a mobile type is valid (number_type matches the same patterns is_valid_number
+    # does), so the common case is checked once; the reasons are worked out only for a refusal.
+    if mobile_only and phonenumbers.number_type(number) in _MOBILE_TYPES:
+        return phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(_invalid_reason(number))
-    if mobile_only and phonenumbers.number_type(number) not in _MOBILE_TYPES:
+    if mobile_only:
         raise InvalidPhone("not a mobile number")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
