@@ -3,10 +3,12 @@
 Publishes a generated two-year history (the acceptance test's generator; ~11 events per case) to
 a fresh nats-server, then runs ``osso reporting rebuild``'s code (``services.reporting.rebuild``)
 against a fresh SQLite file, several times. Each run reads every stream from sequence 1 with an
-ephemeral ordered pull consumer, applies the events in memory, bulk-writes fresh tables and swaps
+ephemeral pull consumer, applies the events in memory, bulk-writes fresh tables and swaps
 them in. Prints events/s for the whole rebuild and for the replay alone (read + decode + apply),
-and the ceiling: the rate at which nats-py alone delivers the same messages through the same
-ordered consumer to a callback that does nothing with them (``--runs`` times, median).
+and two ceilings (``--runs`` times, median): the rebuild's own reader (``replay.py``: a pull
+consumer whose messages are taken from nats-py's parser) handing the same messages to a callback
+that does nothing with them, and nats-py's public API alone (an ordered push consumer, a callback
+per message), the fastest way through nats-py without reaching into it.
 
     .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3]
 """
@@ -24,9 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nats
+from nats.aio.msg import Msg
 
 from deploy.runner import provision_streams
-from services.reporting.rebuild import STREAMS, read_stream, rebuild
+from services.reporting.rebuild import STREAMS, rebuild
+from services.reporting.replay import Interceptor, read_stream, stream_sequence
 from services.reporting.settings import ReportingSettings
 from shared.envelope import encode
 from shared.natsserver import NatsServer
@@ -52,16 +56,53 @@ async def publish(url: str, n_cases: int) -> int:
 
 
 async def raw_read_rate(url: str) -> float:
-    """Messages per second nats-py delivers from every stream (in parallel, as the rebuild reads)
-    to a callback that ignores them."""
+    """Messages per second the rebuild's reader delivers from every stream (in parallel) to a
+    callback that ignores them."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(timeout=30.0)
+        interceptor = Interceptor(nc)
+        lasts = {s: (await js.stream_info(s)).state.last_seq for s in STREAMS}
+        started = time.perf_counter()
+        counts = await asyncio.gather(
+            *(read_stream(js, interceptor, s, 1, lasts[s], lambda headers, body: None) for s in STREAMS)
+        )
+        return sum(counts) / (time.perf_counter() - started)
+    finally:
+        await nc.close()
+
+
+async def nats_py_read_rate(url: str) -> float:
+    """Messages per second nats-py's public API delivers from every stream (in parallel): an
+    ordered push consumer per stream, flow-controlled, to a callback that ignores them."""
     nc = await nats.connect(url)
     try:
         js = nc.jetstream(timeout=30.0)
         lasts = {s: (await js.stream_info(s)).state.last_seq for s in STREAMS}
+
+        async def read(stream: str) -> int:
+            done, seen = asyncio.Event(), 0
+
+            async def on_message(m: Msg) -> None:
+                nonlocal seen
+                seen += 1
+                if stream_sequence(m.reply.encode()) >= lasts[stream]:
+                    done.set()
+
+            sub = await js.subscribe(
+                ">",
+                stream=stream,
+                cb=on_message,
+                ordered_consumer=True,
+                pending_msgs_limit=100_000,
+                pending_bytes_limit=256 * 1024 * 1024,
+            )
+            await done.wait()
+            await sub.unsubscribe()
+            return seen
+
         started = time.perf_counter()
-        counts = await asyncio.gather(
-            *(read_stream(js, s, 1, lasts[s], lambda headers, body: None) for s in STREAMS)
-        )
+        counts = await asyncio.gather(*(read(s) for s in STREAMS))
         return sum(counts) / (time.perf_counter() - started)
     finally:
         await nc.close()
@@ -93,14 +134,15 @@ async def main(n_cases: int, runs: int) -> None:
                     f"  run {run + 1}: {result.events:,} events in {result.seconds:.2f} s "
                     f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s)"
                 )
-            raws = []
-            for _ in range(runs):
-                raws.append(await raw_read_rate(server.url))
-            print(f"  nats-py read alone: {', '.join(f'{r:,.0f}' for r in raws)} messages/s")
+            raws = [await raw_read_rate(server.url) for _ in range(runs)]
+            publics = [await nats_py_read_rate(server.url) for _ in range(runs)]
+            print(f"  rebuild's reader alone: {', '.join(f'{r:,.0f}' for r in raws)} messages/s")
+            print(f"  nats-py public API alone: {', '.join(f'{r:,.0f}' for r in publics)} messages/s")
             print(
                 f"rebuild: median {statistics.median(totals):,.0f} events/s "
                 f"(replay alone: median {statistics.median(replays):,.0f} events/s; "
-                f"nats-py read alone: median {statistics.median(raws):,.0f} messages/s)"
+                f"reader alone: median {statistics.median(raws):,.0f} messages/s; "
+                f"nats-py public API alone: median {statistics.median(publics):,.0f} messages/s)"
             )
         finally:
             server.stop()

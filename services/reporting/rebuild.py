@@ -2,7 +2,7 @@
 projection tables, then give them the live names.
 
 1. Each stream is read from sequence 1 up to its last sequence at the start, by an ephemeral pull
-   consumer (no acks, in order), and applied to an in-memory projection: the same rules the live
+   consumer (no acks, in order; ``replay.py``), and applied to an in-memory projection: the same rules the live
    consumers run (``projections.py``), so the result must equal the live tables.
 2. The whole projection is bulk-written into tables named ``rpt_*__b<random>``.
 3. In one write transaction (live consumers wait for it): the events published since step 1 are
@@ -15,17 +15,12 @@ are skipped and counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from secrets import token_hex
 
 import nats
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +30,7 @@ from services.reporting.handlers import SUBSCRIPTIONS, apply_to
 from services.reporting.keys import hasher_for, phases_for
 from services.reporting.periods import Phases
 from services.reporting.projections import Hasher, MemoryState, Projection
+from services.reporting.replay import Interceptor, read_stream
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import (
     LAYOUT,
@@ -73,80 +69,6 @@ class RebuildResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-#: Seconds without a message after which we look whether the last one still exists, and after
-#: which the rebuild gives up (a loaded machine can pause a flow-controlled consumer for a while).
-IDLE_END = 10.0
-IDLE_GIVE_UP = 300.0
-
-
-class RebuildIncomplete(RuntimeError):
-    """A stream stopped delivering before its last message: the fresh tables would miss events."""
-
-
-Handler = Callable[[dict[str, str] | None, bytes], None]
-
-
-def stream_sequence(reply: str) -> int:
-    """The stream sequence in a JetStream delivery's reply subject (``$JS.ACK.<stream>.<consumer>.
-    <delivered>.<stream seq>...``, or with ``<domain>.<account hash>`` after ``ACK``): what
-    ``Msg.metadata`` gives, without building its objects and timestamp for every message."""
-    tokens = reply.split(".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[7])
-
-
-async def read_stream(js: JetStreamContext, stream: str, first: int, last: int, handle: Handler) -> int:
-    """Call ``handle(headers, body)`` for every message of ``stream`` from sequence ``first`` to
-    ``last``, in order, through an ephemeral ordered push consumer (flow-controlled, no acks, one
-    callback per message: no request or task per message). Returns the number of messages."""
-    if last < first:
-        return 0
-    done = asyncio.Event()
-    seen = 0
-    last_seen = time.monotonic()
-
-    async def on_message(m: Msg) -> None:
-        nonlocal seen, last_seen
-        seq = stream_sequence(m.reply)
-        last_seen = time.monotonic()
-        if seq > last:
-            done.set()
-            return
-        seen += 1
-        handle(m.headers, m.data)
-        if seq >= last:
-            done.set()
-
-    sub = await js.subscribe(
-        ">",
-        stream=stream,
-        cb=on_message,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first),
-        pending_msgs_limit=100_000,
-        pending_bytes_limit=256 * 1024 * 1024,
-    )
-    try:
-        while not done.is_set():
-            try:
-                await asyncio.wait_for(done.wait(), timeout=2.0)
-            except TimeoutError:
-                idle = time.monotonic() - last_seen
-                if idle < IDLE_END:
-                    continue
-                try:
-                    await js.get_msg(stream, last)
-                except NotFoundError:
-                    break  # the last message was deleted (or aged out): it never comes
-                if idle > IDLE_GIVE_UP:
-                    raise RebuildIncomplete(
-                        f"{stream}: no message for {idle:.0f} s after {seen} of up to {last - first + 1}"
-                    ) from None
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    return seen
-
-
 def _decode(headers: dict[str, str] | None, body: bytes) -> Event | None:
     """The event, or None for what the live consumers dead-letter as malformed."""
     try:
@@ -157,6 +79,7 @@ def _decode(headers: dict[str, str] | None, body: bytes) -> Event | None:
 
 async def replay_into(
     js: JetStreamContext,
+    interceptor: Interceptor,
     projection: Projection,
     firsts: dict[str, int],
     lasts: dict[str, int],
@@ -176,11 +99,19 @@ async def replay_into(
             return
         result.events += 1
 
-    # All streams at once: the projection does not depend on the order of events across streams.
-    await asyncio.gather(*(read_stream(js, s, firsts.get(s, 1), lasts[s], handle) for s in STREAMS))
+    # Cases first: a figure for a case already opened goes straight to her categories, where one
+    # read before her case.opened is counted as pending and moved (twice the work). The others at
+    # once: the projection does not depend on the order of events across streams.
+    first, *others = STREAMS
+    await read_stream(js, interceptor, first, firsts.get(first, 1), lasts[first], handle)
+    await asyncio.gather(
+        *(read_stream(js, interceptor, s, firsts.get(s, 1), lasts[s], handle) for s in others)
+    )
 
 
-async def _late_events(js: JetStreamContext, firsts: dict[str, int], lasts: dict[str, int]) -> list[Event]:
+async def _late_events(
+    js: JetStreamContext, interceptor: Interceptor, firsts: dict[str, int], lasts: dict[str, int]
+) -> list[Event]:
     events: list[Event] = []
 
     def keep(headers: dict[str, str] | None, body: bytes) -> None:
@@ -189,7 +120,7 @@ async def _late_events(js: JetStreamContext, firsts: dict[str, int], lasts: dict
             events.append(event)
 
     for stream in STREAMS:
-        await read_stream(js, stream, firsts[stream], lasts[stream], keep)
+        await read_stream(js, interceptor, stream, firsts[stream], lasts[stream], keep)
     return events
 
 
@@ -228,11 +159,12 @@ async def rebuild(
     result = RebuildResult()
     nc = await nats.connect(settings.bus.nats_url, name="osso-reporting-rebuild")
     try:
+        interceptor = Interceptor(nc)
         js = nc.jetstream(timeout=30.0)  # API replies can queue behind a flood of replayed messages
         state = MemoryState()
         projection = Projection(state, hasher, phases)
         lasts = await _last_seqs(js)
-        await replay_into(js, projection, {}, lasts, result)
+        await replay_into(js, interceptor, projection, {}, lasts, result)
         result.replay_seconds = time.perf_counter() - started
 
         suffix = f"__b{token_hex(4)}"
@@ -243,7 +175,7 @@ async def rebuild(
             await conn.run_sync(write_memory_state, fresh, state)
         async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
             now = await _last_seqs(js)
-            late = await _late_events(js, {s: lasts[s] + 1 for s in STREAMS}, now)
+            late = await _late_events(js, interceptor, {s: lasts[s] + 1 for s in STREAMS}, now)
             result.late_events = await conn.run_sync(_apply_late, late, hasher, phases, fresh)
             result.events += result.late_events
             if swap_tables:

@@ -1,13 +1,14 @@
 """The rebuild's shortcuts give what the slow ways give: the stream sequence from a reply subject,
-the key order of cube rows, the in-memory cube's counting."""
+a message's headers, the key order of cube rows, the in-memory cube's counting."""
 
 from __future__ import annotations
 
 import pytest
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from services.reporting.projections import Cell, MemoryState
-from services.reporting.rebuild import stream_sequence
+from services.reporting.replay import message_headers, stream_sequence
 from services.reporting.store import _cell_rows, level
 
 
@@ -20,7 +21,22 @@ from services.reporting.store import _cell_rows, level
     ],
 )
 def test_stream_sequence_as_metadata(reply: str) -> None:
-    assert stream_sequence(reply) == Msg(_client=None, reply=reply).metadata.sequence.stream  # type: ignore[arg-type]
+    assert stream_sequence(reply.encode()) == Msg(_client=None, reply=reply).metadata.sequence.stream  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"NATS/1.0\r\nce-type: vn.osso.case.opened.v1\r\nce-id: 1\r\n\r\n",
+        b"NATS/1.0\r\nce-type:vn.osso.x.v1\r\n ce-id :  2 \r\nno colon\r\nbad name: x\r\n\r\n",
+        b"NATS/1.0\r\nce-source: /t\r\nc\xc3\xa9: non-ascii name\r\nce-subject: \xff\xfe\r\n\r\n",
+        b"NATS/1.0\r\nce-id: 1\r\nce-id: 2\r\nx\x1f: y\r\n\r\n",
+        b"NATS/1.0\r\n\r\n",
+    ],
+)
+def test_message_headers_as_nats_py_reads_them(block: bytes) -> None:
+    # What the live consumers see (nats-py's parser), so a malformed event is skipped alike.
+    assert message_headers(block) == (Client._parse_header_lines(block[len(b"NATS/1.0\r\n") :]) or None)
 
 
 def test_cell_rows_in_primary_key_order() -> None:
