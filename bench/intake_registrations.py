@@ -109,6 +109,22 @@ async def run_round(url: str, token: str, start: int, n: int, concurrency: int) 
     return n / elapsed
 
 
+def written_bytes(pid: int) -> int:
+    """Bytes intake (and its workers) handed to write() so far: the WAL, checkpoints, logs."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    total = 0
+    for p in [pid, *map(int, children)]:
+        try:
+            io = dict(line.split(": ") for line in Path(f"/proc/{p}/io").read_text().splitlines())
+        except OSError:
+            continue
+        total += int(io["wchar"])
+    return total
+
+
 def batch_sizes(url: str) -> str:
     """Registrations per transaction, from intake's metrics (one worker's, when several)."""
     found = {}
@@ -159,6 +175,7 @@ def main() -> None:
             nats_pid = nats_server.process.pid
             for r in range(args.rounds):
                 cpu0, own0, nats0 = cpu_seconds(pid), time.process_time(), cpu_seconds(nats_pid)
+                written0 = written_bytes(pid)
                 spies = start_profiles({"intake": pid}, args.profile if r == 0 else None)
                 rate = uvloop.run(
                     run_round(p.url("intake"), token, r * args.cases, args.cases, args.concurrency)
@@ -171,10 +188,13 @@ def main() -> None:
                 # What else shares the machine's cores: the HTTP client of this bench, nats-server.
                 client_ms = (time.process_time() - own0) * 1000 / args.cases
                 nats_ms = (cpu_seconds(nats_pid) - nats0) * 1000 / args.cases
+                # The disk's share: SQLite's WAL and checkpoints (PostgreSQL writes in its own processes).
+                kib = (written_bytes(pid) - written0) / 1024 / args.cases
                 print(
                     f"round {r + 1}: {rate:.0f} registrations/s, {cpu_ms[-1]:.1f} ms intake CPU each "
                     f"({args.cases} cases, {args.concurrency} concurrent, {args.workers} worker(s)); "
-                    f"load generator {client_ms:.1f} ms, nats-server {nats_ms:.1f} ms each"
+                    f"load generator {client_ms:.1f} ms, nats-server {nats_ms:.1f} ms each; "
+                    f"intake wrote {kib:.1f} KiB each"
                 )
             print(
                 f"median: {statistics.median(rates):.0f} registrations/s, "

@@ -6,7 +6,6 @@ server's duplicate window, and consumers use the same id to apply an event once.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from shared.events import EVENT_TYPES, Event
+from shared.ids import new_id
 
 SPECVERSION = "1.0"
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -46,7 +46,7 @@ class Envelope:
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    return new_id()
 
 
 def encode(event: Event, *, event_id: str | None = None, time: datetime | None = None) -> OutgoingMessage:

@@ -3,7 +3,6 @@ the domain, persist, emit, all inside the caller's unit of work (commit is where
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -23,6 +22,7 @@ from services.referral.store import (
     referrals_of_case,
 )
 from shared.events import Event, Need, NeedPriority
+from shared.ids import new_id
 from shared.uow import UnitOfWork
 from shared.vocab import ServiceCategory
 
@@ -32,10 +32,6 @@ CASE_CLOSED = "case_closed"
 CASE_ERASED = "case_erased"
 REROUTED = "rerouted"
 OVERDUE_REROUTED = "overdue_rerouted"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 class Deadlines:

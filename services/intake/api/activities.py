@@ -3,7 +3,6 @@ linked to any woman, counted by reporting."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from services.intake.domain import Activity, DomainError
 from services.intake.store import ActivityRow, activities_t
 from shared.auth import Forbidden, Principal, Role
 from shared.events import ActivityKind, Participants
+from shared.ids import new_id
 from shared.runtime import Runtime
 from shared.vocab import ServiceCategory
 
@@ -47,7 +47,7 @@ def build_router(rt: Runtime) -> APIRouter:
         now = datetime.now(UTC)
         try:
             activity = Activity.record(
-                activity_id=str(uuid.uuid4()),
+                activity_id=new_id(),
                 province=body.province,
                 kind=body.kind,
                 held_on=body.held_on,

@@ -3,7 +3,6 @@ lifecycle and erasure. Every read or change of identifying data is audited."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -60,6 +59,7 @@ from services.intake.store import (
 from shared.auth import Forbidden, Principal, Role, require
 from shared.events import CaseStatus, ConsentPurpose, ContactPreferences, Need, TraffickingStatus
 from shared.http import ProblemError
+from shared.ids import new_id
 from shared.phones import InvalidPhone, mask, to_e164
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork, outbox_rows
@@ -217,7 +217,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         now = datetime.now(UTC)
         identity = _identity(body.woman, body.phone, body.story.notes if body.story else None, body.children)
         story = _story(body.story)
-        case_id = str(uuid.uuid4())
+        case_id = new_id()
         try:
             case = Case.open(
                 case_id=case_id,
@@ -540,7 +540,7 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
         """A counselling session (walk-in, hotline 1800 599967, online, outreach, handover); the
         first one makes an open case active."""
         now = datetime.now(UTC)
-        session_id = str(uuid.uuid4())
+        session_id = new_id()
         async with rt.uow() as uow:
             files = CaseFiles(uow.session, protector)
             row, case = await _load(files, case_id, who)
