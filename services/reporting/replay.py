@@ -26,8 +26,9 @@ from nats.js.errors import NotFoundError
 Handler = Callable[[dict[str, str] | None, bytes], None]
 Raw = Callable[[bytes, bytes, bytes | None], Awaitable[None]]
 
-#: Messages a pull request asks for (a few megabytes), and requests kept open.
-BATCH = 5000
+#: Messages a pull request asks for, and requests kept open per stream: a few megabytes unread
+#: at most, far below the server's limit for a slow consumer (64 MiB by default, all streams).
+BATCH = 1000
 DEPTH = 3
 #: Seconds a pull request waits on the server; one that expires unfilled is renewed.
 EXPIRES = 5.0
