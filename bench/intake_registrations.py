@@ -28,7 +28,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.platform_bench import start_profiles, stop_profiles
-from deploy.runner import Platform, cpu_seconds, provision_streams
+from deploy.runner import Platform, cpu_seconds, process_tree, provision_streams
 from shared.auth import Role
 from shared.natsserver import NatsServer, free_port
 
@@ -111,12 +111,8 @@ async def run_round(url: str, token: str, start: int, n: int, concurrency: int) 
 
 def written_bytes(pid: int) -> int:
     """Bytes intake (and its workers) handed to write() so far: the WAL, checkpoints, logs."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
     total = 0
-    for p in [pid, *map(int, children)]:
+    for p in process_tree(pid):
         try:
             io = dict(line.split(": ") for line in Path(f"/proc/{p}/io").read_text().splitlines())
         except OSError:

@@ -204,16 +204,21 @@ def run_forever(platform: Platform) -> None:
         platform.stop()
 
 
+def process_tree(pid: int, workers: bool = True) -> list[int]:
+    """``pid`` and (with ``workers``) its child processes: a service's uvicorn workers (Linux)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if workers else []
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
 def cpu_seconds(pid: int, workers: bool = True) -> float:
     """User + system CPU of a process so far (with ``workers``, also of its child processes:
     a service's uvicorn workers), from /proc (Linux)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if workers else []
-    except OSError:
-        children = []
-    for p in [pid, *map(int, children)]:
+    for p in process_tree(pid, workers):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
