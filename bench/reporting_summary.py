@@ -88,11 +88,11 @@ def build(path: Path, n_cases: int) -> None:
             for k, f in state.facts.items()
             if f.kind in RANGE_KINDS
         ]
+        cases = {rehash[h]: d for h, d in state.cases.items()}
         with engine.begin() as conn:
-            insert_facts(conn, LIVE.facts, facts, previous_days(facts))  # a block's women are its own
-            conn.execute(
-                insert(LIVE.cases), [{"case_hash": rehash[h], **d._asdict()} for h, d in state.cases.items()]
-            )
+            # A block's women are its own: their previous days and categories are the block's.
+            insert_facts(conn, LIVE.facts, facts, previous_days(facts), cases.get)
+            conn.execute(insert(LIVE.cases), [{"case_hash": h, **d._asdict()} for h, d in cases.items()])
         if block % 100 == 0:
             print(f"  facts of {(block + 1) * BLOCK:>9,} cases written", flush=True)
     with engine.begin() as conn:
@@ -124,6 +124,10 @@ QUERIES: list[tuple[str, dict]] = [
     (
         "30 days across 1 July 2025 (days + facts)",
         {"start": date(2025, 6, 15), "end": date(2025, 7, 14), "provinces": ("31",)},
+    ),
+    (
+        "30 days, grouped by age band",
+        {"start": date(2025, 6, 15), "end": date(2025, 7, 14), "group_by": ("age_band",)},
     ),
 ]
 

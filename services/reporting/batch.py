@@ -239,12 +239,14 @@ def _connection(conn: Session | Connection) -> Connection:
 
 
 def write_layer(conn: Session | Connection, tables: ProjectionTables, layer: Layer) -> None:
-    """Write a batch's changes: new facts and cases, referral times, pending lists, figure deltas."""
-    insert_facts(_connection(conn), tables.facts, layer.facts.items())
-    link_facts(conn, tables.facts, (f.case_hash for f in layer.facts.values() if f.kind in RANGE_KINDS))
+    """Write a batch's changes: new cases, facts, referral times, pending lists, figure deltas."""
     if layer.cases:
         stmt = _insert(conn, tables.cases).on_conflict_do_nothing()
         conn.execute(stmt, [{"case_hash": h, **d._asdict()} for h, d in layer.cases.items()])
+    insert_facts(_connection(conn), tables.facts, layer.facts.items(), case=layer.case)
+    # Women with a new range fact, and women whose case was opened (her facts counted before).
+    women = {f.case_hash for f in layer.facts.values() if f.kind in RANGE_KINDS} | layer.cases.keys()
+    link_facts(conn, tables.facts, women, tables.cases)
     if layer.referrals:
         stmt = _insert(conn, tables.referrals)
         columns = ("province", "category", "case_hash", "requested_at", "accepted_at", "completed_at")

@@ -8,7 +8,7 @@ transaction. The audit table is not a projection and is never rebuilt.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -37,12 +37,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement, FromClause, Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from services.reporting.domain import DISTINCT_METRICS
 from services.reporting.periods import ALL_MONTHS, year_months
 from services.reporting.projections import (
     DIMENSIONS,
+    PENDING,
     RANGE_KINDS,
     ROLLUP,
     CaseDims,
@@ -117,6 +118,9 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         # sessions and completed referrals (``projections.previous_days``): None for her first.
         Column("previous_day", Date, nullable=True),
         Column("previous_category_day", Date, nullable=True),
+        # Her case's categories (``?`` until her case.opened is seen), on range facts only, so that
+        # a distinct count over days grouped or filtered by one needs no lookup of her case.
+        *(Column(name, String(32), nullable=True) for name in DIMENSIONS),
         sqlite_with_rowid=False,
     )
     # Covers every column a distinct count over a day range reads: no lookup of each fact's row;
@@ -132,6 +136,7 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         facts.c.previous_category_day,
         facts.c.category,
         facts.c.case_hash,
+        *(facts.c[name] for name in DIMENSIONS),
         sqlite_where=ranges,
         postgresql_where=ranges,
     )
@@ -146,6 +151,7 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         facts.c.category,
         facts.c.previous_day,
         facts.c.previous_category_day,
+        *(facts.c[name] for name in DIMENSIONS),
         sqlite_where=ranges,
         postgresql_where=ranges,
     )
@@ -187,8 +193,9 @@ counts = LIVE.cube
 
 #: The layout of the projection tables, and what they hold; tables of an older one are rebuilt from
 #: the streams before the consumers start (``rebuild.ensure_layout``). 1: the first; 2: facts
-#: carry their previous days, additive figures are kept per year.
-LAYOUT = 2
+#: carry their previous days, additive figures are kept per year; 3: range facts carry her case's
+#: categories.
+LAYOUT = 3
 layout = Table("rpt_layout", metadata, Column("version", Integer, primary_key=True, autoincrement=False))
 
 
@@ -313,51 +320,90 @@ def insert_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}, value) VALUES ({marks})', rows)
 
 
+def fact_dims(fact: Fact, case: Callable[[str], CaseDims | None]) -> tuple[str | None, ...]:
+    """The case categories a fact row keeps: her case's (``case`` looks it up) on a range fact,
+    ``?`` while her case is not known; none on the others (no report reads them by category)."""
+    if fact.kind not in RANGE_KINDS:
+        return (None, None, None, None)
+    dims = case(fact.case_hash)
+    return (PENDING, PENDING, PENDING, PENDING) if dims is None else dims[1:]
+
+
+FACT_COLUMNS = (
+    "key", "kind", "case_hash", "province", "day", "category", "previous_day", "previous_category_day",
+    *DIMENSIONS,
+)  # fmt: skip
+
+
 def insert_facts(
     conn: Connection,
     table: Table,
     facts: Iterable[tuple[str, Fact]],
     previous: Mapping[str, tuple[date | None, date | None]] | None = None,
+    case: Callable[[str], CaseDims | None] = lambda case_hash: None,
 ) -> None:
     """Insert new facts with one driver-level ``executemany``, in key order, with their previous
-    days if known (else None: :func:`link_facts` sets them)."""
+    days if known (else None: :func:`link_facts` sets them) and the categories ``case`` gives of
+    her case (:func:`link_facts` sets them when her case is opened later)."""
     none = (None, None)
-    rows = [(key, *fact, *(previous.get(key, none) if previous else none)) for key, fact in facts]
+    rows: list[tuple[Any, ...]] = [
+        (key, *fact, *(previous.get(key, none) if previous else none), *fact_dims(fact, case))
+        for key, fact in facts
+    ]
     if not rows:
         return
     rows.sort(key=lambda row: row[0])
-    names = "key, kind, case_hash, province, day, category, previous_day, previous_category_day"
-    marks = ", ".join(_placeholders(conn, 8))
-    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
+    marks = ", ".join(_placeholders(conn, len(FACT_COLUMNS)))
+    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({", ".join(FACT_COLUMNS)}) VALUES ({marks})', rows)
 
 
-def link_facts(conn: Session | Connection, table: Table, case_hashes: Iterable[str]) -> None:
+def link_facts(
+    conn: Session | Connection, table: Table, case_hashes: Iterable[str], cases: Table | None = None
+) -> None:
     """Set the previous days (``projections.previous_days``) of the range facts of these women
-    after some of theirs were added: a new fact can come before, between or after hers."""
+    after some of theirs were added (a new fact can come before, between or after hers), and with
+    ``cases``, their case's categories (``?`` on facts counted before her case was known)."""
     f = table.c
     dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
     for hashes in chunks(sorted(set(case_hashes))):
         if dialect == "postgresql":
-            # Replicas may add facts of one woman at once: the second links hers after the first
-            # commits, and then reads its facts too (read committed). In order: no deadlock.
+            # Replicas may add facts of one woman at once, or open her case while another counts a
+            # fact of hers: the second links hers after the first commits, and then reads its facts
+            # and her case too (read committed). In order: no deadlock.
             for case_hash in hashes:
                 conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(case_hash, 0))))
         rows = conn.execute(
             select(
                 f.key, f.kind, f.case_hash, f.province, f.day, f.category, f.previous_day,
-                f.previous_category_day,
+                f.previous_category_day, *(f[name] for name in DIMENSIONS),
             ).where(f.case_hash.in_(hashes), range_facts(f.kind))
         ).all()  # fmt: skip
-        stored = {row[0]: (row[6], row[7]) for row in rows}
+        known: dict[str, CaseDims] = {}
+        if cases is not None:
+            c = cases.c
+            found = conn.execute(
+                select(c.case_hash, c.province, *(c[name] for name in DIMENSIONS)).where(
+                    c.case_hash.in_(hashes)
+                )
+            )
+            known = {row[0]: CaseDims(*row[1:]) for row in found}
         wanted = previous_days((row[0], Fact(*row[1:6])) for row in rows)
-        changed = [
-            {"k": key, "p": days[0], "pc": days[1]} for key, days in wanted.items() if stored[key] != days
-        ]
+        changed = []
+        for row in rows:
+            days = wanted[row[0]]
+            dims = fact_dims(Fact(*row[1:6]), known.get) if cases is not None else tuple(row[8:])
+            if (row[6], row[7]) != days or tuple(row[8:]) != dims:
+                named = {f"d_{n}": value for n, value in zip(DIMENSIONS, dims, strict=True)}
+                changed.append({"k": row[0], "p": days[0], "pc": days[1], **named})
         if changed:
             conn.execute(
                 update(table)
                 .where(f.key == bindparam("k"))
-                .values(previous_day=bindparam("p"), previous_category_day=bindparam("pc")),
+                .values(
+                    previous_day=bindparam("p"),
+                    previous_category_day=bindparam("pc"),
+                    **{name: bindparam(f"d_{name}") for name in DIMENSIONS},
+                ),
                 changed,
             )
 
@@ -386,7 +432,9 @@ class SqlState:
         self._linked: set[str] = set()  # women with a new range fact
 
     def claim(self, key: str, fact: Fact) -> bool:
-        stmt = _insert(self.s, self.t.facts).values(key=key, **fact._asdict()).on_conflict_do_nothing()
+        dims = fact_dims(fact, self.case)
+        values = {"key": key, **fact._asdict(), **dict(zip(DIMENSIONS, dims, strict=True))}
+        stmt = _insert(self.s, self.t.facts).values(**values).on_conflict_do_nothing()
         claimed = bool(self.s.execute(stmt).rowcount)  # type: ignore[attr-defined]
         if claimed and fact.kind in RANGE_KINDS:
             self._linked.add(fact.case_hash)
@@ -407,6 +455,7 @@ class SqlState:
         self._cases[case_hash] = dims
         stmt = _insert(self.s, self.t.cases).values(case_hash=case_hash, **dims._asdict())
         self.s.execute(stmt.on_conflict_do_nothing())
+        self._linked.add(case_hash)  # her facts counted before get her categories
 
     def referral(self, referral_hash: str) -> ReferralTimes | None:
         c = self.t.referrals.c
@@ -463,7 +512,7 @@ class SqlState:
             if d
         ]
         _increment_rows(self.s, self.t.pending, ("case_hash", *CELL_COLUMNS), "delta", pending)
-        link_facts(self.s, self.t.facts, self._linked)
+        link_facts(self.s, self.t.facts, self._linked, self.t.cases)
         self._cube.clear()
         self._pending.clear()
         self._linked.clear()
@@ -493,7 +542,7 @@ def write_memory_state(
     for index in indexes:
         index.drop(conn)
     insert_cells(conn, tables.cube, state.cube.items())
-    insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()))
+    insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
     put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
     put(
         tables.referrals,
@@ -632,35 +681,20 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
     A woman is counted by her first fact in the range: the one whose previous day (of her facts of
     that kind in that province, and category) is None or before the range; so a plain count of an
     index range, no set of women to build."""
-    f, c = tables.facts, tables.cases
+    f = tables.facts
     lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
     # Every province by name when none is asked for: a seek per province in the index, where
     # "any province" would read the facts of every day of the kind.
     provinces = q.provinces or tuple(p.code for p in all_provinces())
     out: list[tuple[Any, ...]] = []
+    # Her case's categories are on each range fact (and in the covering index): no join.
     for kind, metric in (("session", "women_reached"), ("completed", "women_supported")):
-
-        def dim(name: str) -> Any:
-            if name == "province":
-                return f.c.province
-            column = {
-                "channel": c.c.channel,
-                "migration_kind": c.c.migration_kind,
-                "return_kind": c.c.return_kind,
-                "age_band": c.c.age_band,
-            }[name]
-            return func.coalesce(column, "?")
-
-        groups = [dim(g) for g in q.group_by]
-        # Her categories only when a query asks for one (the join costs a lookup per woman).
-        facts: FromClause = f
-        if set(q.group_by) - {"province"} or q.filters:
-            facts = f.outerjoin(c, c.c.case_hash == f.c.case_hash)
+        groups = [f.c[g] for g in q.group_by]
         named = f.c.kind == literal_column(f"'{kind}'")  # a literal: see range_facts
-        base = select(*groups).select_from(facts).where(named, f.c.day >= lo, f.c.day <= hi)
+        base = select(*groups).select_from(f).where(named, f.c.day >= lo, f.c.day <= hi)
         base = base.where(f.c.province.in_(provinces))
         for name, value in q.filters:
-            base = base.where(dim(name) == value)
+            base = base.where(f.c[name] == value)
         # Per province: a woman counted in each province she was seen in, as the cube does.
         first = or_(f.c.previous_day.is_(None), f.c.previous_day < lo)
         total = base.where(first).add_columns(func.count()).group_by(*groups)

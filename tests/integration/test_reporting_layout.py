@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, insert, inspect, select
 
 from services.reporting import handlers
 from services.reporting.keys import hasher_for, phases_for
-from services.reporting.projections import MemoryState, Projection
+from services.reporting.projections import DIMENSIONS, MemoryState, Projection
 from services.reporting.rebuild import ensure_layout
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import LAYOUT, LIVE, cube_contents, layout, layout_state, metadata
@@ -93,7 +93,7 @@ async def test_figures_of_an_older_layout_are_rebuilt_before_the_consumers_start
             )
     finally:
         await rt.stop()
-    assert {"previous_day", "previous_category_day"} <= columns
+    assert {"previous_day", "previous_category_day", *DIMENSIONS} <= columns
     state = MemoryState()
     projection = Projection(state, hasher_for(settings), phases_for(settings))
     for event in history.events:

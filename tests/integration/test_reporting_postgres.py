@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.reporting.batch import apply_batch
 from services.reporting.periods import Phases
-from services.reporting.projections import RANGE_KINDS, Fact, previous_days
+from services.reporting.projections import DIMENSIONS, RANGE_KINDS, Fact, previous_days
 from services.reporting.store import LIVE, metadata
 from shared.events import CaseOpened, Event, SessionRecorded
 from tests.unit.test_reporting_history import HASHER, PHASES, generate, project
@@ -97,3 +97,40 @@ async def test_two_replicas_adding_facts_of_one_woman_at_once(engine: AsyncEngin
         ).all()
     assert len(rows) == 4
     assert await stored_previous_days(engine) == previous_days((row[0], Fact(*row[1:])) for row in rows)
+
+
+async def stored_dims(engine: AsyncEngine) -> dict[str, tuple]:
+    f = LIVE.facts.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(f.key, *(f[n] for n in DIMENSIONS)).where(f.kind.in_(RANGE_KINDS)))
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+@pytest.mark.parametrize("opened_first", [True, False])
+async def test_one_replica_opens_her_case_while_another_counts_her_session(
+    engine: AsyncEngine, opened_first: bool
+) -> None:
+    """The replica counting her session does not see her case yet (not committed): her fact is
+    written with ``?``; whichever commits second gives it her categories."""
+    case = next(c for c in HISTORY.cases if c.sessions)
+    mine = [e for e in HISTORY.events if getattr(e, "case_id", None) == case.case_id]
+    opened = next(e for e in mine if isinstance(e, CaseOpened))
+    session = next(e for e in mine if isinstance(e, SessionRecorded))
+    first, second = ([opened], [session]) if opened_first else ([session], [opened])
+    phases = Phases.of(PHASES)
+    async with engine.connect() as one, engine.connect() as two:
+        t1 = await one.begin()
+        await one.run_sync(lambda c: apply_batch(c, first, HASHER, phases))
+
+        async def other_replica() -> None:
+            async with two.begin():
+                await two.run_sync(lambda c: apply_batch(c, second, HASHER, phases))
+
+        task = asyncio.create_task(other_replica())
+        await asyncio.sleep(0.5)  # the other replica is in its batch, waiting for this one
+        await t1.commit()
+        await task
+    wanted = project([opened, session])
+    dims = wanted.cases[HASHER("case", case.case_id)][1:]
+    stored = await stored_dims(engine)
+    assert stored and set(stored.values()) == {dims}

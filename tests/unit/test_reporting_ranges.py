@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 
 from services.reporting.api import run_report
 from services.reporting.batch import apply_batch
+from services.reporting.handlers import apply_to
 from services.reporting.periods import Phases
-from services.reporting.projections import RANGE_KINDS, Fact, previous_days
+from services.reporting.projections import DIMENSIONS, RANGE_KINDS, Fact, previous_days
 from services.reporting.store import LIVE, CubeQuery, insert_facts, link_facts, metadata
+from shared.events import CaseOpened
 from tests.unit.test_reporting_history import (
     HASHER,
     HISTORY,
@@ -83,20 +85,56 @@ def test_facts_linked_as_they_come_get_the_previous_days_of_all_at_once() -> Non
     assert stored == previous_days(facts)
 
 
-def test_live_batches_in_any_order_link_facts_as_the_rebuild_does() -> None:
-    events = list(HISTORY.events)
+def range_fact_rows(engine: Engine) -> dict[str, tuple[Any, ...]]:
+    """Each range fact's previous days and case categories, as stored."""
+    f = LIVE.facts.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(f.key, f.previous_day, f.previous_category_day, *(f[n] for n in DIMENSIONS)).where(
+                f.kind.in_(RANGE_KINDS)
+            )
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+@pytest.mark.parametrize("batch", [300, 1])
+def test_live_batches_in_any_order_keep_facts_as_the_rebuild_does(batch: int) -> None:
+    """Previous days linked, and her case's categories on each range fact, even when the fact was
+    counted before her case.opened (then ``?`` until it comes): batches of 300 (``batch.py``) and
+    one event at a time (``SqlState``, which a rebuild uses for the events published meanwhile)."""
+    events = list(HISTORY.events if batch > 1 else HISTORY.events[:1500])
     random.Random(3).shuffle(events)
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
+    phases = Phases.of(PHASES)
     with Session(engine) as session, session.begin():
-        for start in range(0, len(events), 300):
-            assert not apply_batch(session, events[start : start + 300], HASHER, Phases.of(PHASES))
-    with engine.connect() as conn:
-        f = LIVE.facts.c
-        rows = conn.execute(
-            select(f.key, f.previous_day, f.previous_category_day).where(f.kind.in_(RANGE_KINDS))
-        ).all()
-    assert {row[0]: (row[1], row[2]) for row in rows} == previous_days(project(HISTORY.events).facts.items())
+        for start in range(0, len(events), batch):
+            if batch > 1:
+                assert not apply_batch(session, events[start : start + batch], HASHER, phases)
+            else:
+                apply_to(session, events[start], HASHER, phases)
+    stored = range_fact_rows(engine)
+    state = project(events)
+    before = previous_days(state.facts.items())
+    # Independently of the code under test: her categories from her case.opened, if it was seen.
+    opened = {
+        HASHER("case", e.case_id): (
+            e.channel.value,
+            e.profile.migration_kind.value if e.profile and e.profile.migration_kind else "unknown",
+            e.profile.return_kind.value if e.profile and e.profile.return_kind else "unknown",
+            e.profile.age_band.value if e.profile else "unknown",
+        )
+        for e in events
+        if isinstance(e, CaseOpened)
+    }
+    assert any(dims[3] != "unknown" for dims in opened.values())
+    wanted = {
+        key: (*before[key], *opened.get(f.case_hash, ("?",) * 4))
+        for key, f in state.facts.items()
+        if f.kind in RANGE_KINDS
+    }
+    assert stored == wanted
+    assert stored == range_fact_rows(tables_of(state))  # what the rebuild writes
 
 
 def test_a_year_grouped_by_one_category_is_read_whole_not_summed_from_months() -> None:
