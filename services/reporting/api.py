@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.reporting import charts
+from services.reporting.domain import DISTINCT_METRICS
 from services.reporting.donor import FIGURE_METRICS, donor_report
 from services.reporting.exports import to_csv, to_xlsx
 from services.reporting.keys import phases_for
@@ -106,8 +107,19 @@ def run_report(session: Session, q: CubeQuery) -> Report:
             found += distinct_rows(session, query)
         return found
 
-    total = blocks(rows(replace(q, group_by=())), 0).get((), Block())
-    grouped = blocks(rows(q), len(q.group_by)) if q.group_by else {}
+    if not q.group_by:
+        return Report((), blocks(rows(q), 0).get((), Block()), {})
+    grouped = blocks(rows(q), len(q.group_by))
+    # The groups add up to the total, except distinct women (a woman may be in several groups):
+    # only those are read again for the total.
+    ungrouped = replace(q, group_by=())
+    if q.distinct is None:
+        distinct = distinct_rows(session, ungrouped)
+    else:
+        distinct = cube_rows(session, ungrouped, metrics=DISTINCT_METRICS)
+    total = blocks(distinct, 0).get((), Block())
+    for block in grouped.values():
+        total.merge(block)
     return Report(q.group_by, total, grouped)
 
 

@@ -3,9 +3,12 @@ rate, median days), and the donor view with small cells suppressed. Pure, no I/O
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
+from operator import add, and_, lshift
 from typing import Any
 
 from services.reporting.domain import (
@@ -40,9 +43,15 @@ GROUPS = ("province", "channel", "migration_kind", "return_kind", "age_band")
 
 Value = int | float | str | None
 
-_HISTOGRAMS = {DAYS_TO_ACCEPTANCE: DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION: DAYS_TO_COMPLETION}
-_PREFIX_LENGTH = len(DAYS_TO_ACCEPTANCE)
-assert all(len(prefix) == _PREFIX_LENGTH for prefix in _HISTOGRAMS)
+_HISTOGRAMS = frozenset((DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION))
+_NONE: Counter[str] = Counter()  # never changed
+
+
+#: Whole days -> referrals, as ``days << 32 | count`` numbers (a day may come in several): a
+#: report's histograms hold thousands of cells, and numbers are parsed, joined and sorted in C.
+Histogram = list[int]
+_SHIFT = 32
+_COUNT = (1 << _SHIFT) - 1
 
 
 @dataclass
@@ -51,20 +60,11 @@ class Block:
 
     figures: Counter[str] = field(default_factory=Counter)
     by_category: dict[str, Counter[str]] = field(default_factory=dict)
-    #: (histogram prefix, category or "") -> whole days -> referrals
-    days: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
+    #: (histogram prefix, category or "") -> its histogram
+    days: dict[tuple[str, str], Histogram] = field(default_factory=dict)
 
     def add(self, category: str, metric: str, value: int) -> None:
         # Called once per cube row (thousands per report): no throw-away Counter per call.
-        prefix = _HISTOGRAMS.get(metric[:_PREFIX_LENGTH])
-        if prefix is not None:
-            days = int(metric[len(prefix) :])
-            for key in ((prefix, category), (prefix, NO_CATEGORY)):
-                histogram = self.days.get(key)
-                if histogram is None:
-                    histogram = self.days[key] = Counter()
-                histogram[days] += value
-            return
         if category == NO_CATEGORY:
             self.figures[metric] += value
             return
@@ -75,30 +75,49 @@ class Block:
         if metric not in DISTINCT_METRICS:  # distinct totals have their own "" row
             self.figures[metric] += value
 
+    def add_histogram(self, category: str, prefix: str, pairs: str) -> None:
+        """Add a histogram given as ``days count`` pairs joined by commas (``store.cube_rows``), to
+        its category and to all categories."""
+        numbers = list(map(int, pairs.replace(" ", ",").split(",")))
+        found = list(map(add, map(lshift, numbers[::2], repeat(_SHIFT)), numbers[1::2]))
+        for key in ((prefix, category), (prefix, NO_CATEGORY)):
+            self.days.setdefault(key, []).extend(found)
+
+    def merge(self, other: Block) -> None:
+        """Add the additive figures and histograms of ``other`` (a group's, to make the total):
+        distinct women do not add up across groups."""
+        for metric, value in other.figures.items():
+            if metric not in DISTINCT_METRICS:
+                self.figures[metric] += value
+        for category, figures in other.by_category.items():
+            mine = self.by_category.setdefault(category, Counter())
+            for metric, value in figures.items():
+                if metric not in DISTINCT_METRICS:
+                    mine[metric] += value
+        for key, histogram in other.days.items():
+            self.days.setdefault(key, []).extend(histogram)
+
     def value(self, metric: str, category: str | None = None) -> int:
         if category is None:
             return self.figures.get(metric, 0)
-        return self.by_category.get(category, Counter()).get(metric, 0)
+        return self.by_category.get(category, _NONE).get(metric, 0)
 
 
-def median_days(histogram: Counter[int] | None) -> float | None:
-    """The median of a histogram of whole days (mean of the two middle values for an even count)."""
+def median_days(histogram: Histogram | None) -> tuple[int, float | None]:
+    """How many referrals a histogram of whole days holds, and their median (mean of the two
+    middle values for an even count; None for none)."""
     if not histogram:
-        return None
-    n = sum(histogram.values())
+        return 0, None
+    ordered = sorted(histogram)
+    upto = list(accumulate(map(and_, ordered, repeat(_COUNT))))  # in C: thousands of cells
+    n = upto[-1]
     if n == 0:
-        return None
-    ordered = sorted(histogram.items())
+        return 0, None
 
-    def nth(i: int) -> int:
-        seen = 0
-        for days, count in ordered:
-            seen += count
-            if i < seen:
-                return days
-        raise IndexError(i)
+    def nth(i: int) -> int:  # the i-th referral's days, from 0
+        return ordered[bisect_right(upto, i)] >> _SHIFT
 
-    return float(nth(n // 2)) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
+    return n, float(nth(n // 2)) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
 
 
 def completion_rate(completed: int, requested: int) -> float | None:
@@ -107,14 +126,19 @@ def completion_rate(completed: int, requested: int) -> float | None:
 
 
 def blocks(rows: Iterable[Sequence[Any]], n_groups: int) -> dict[tuple[str, ...], Block]:
-    """Rows ``(group values..., category, metric, value)`` -> one block per group."""
+    """Rows ``(group values..., category, metric, value[, histogram])`` -> one block per group; a
+    histogram's row is ``(group values..., category, prefix, _, "days count,...")``."""
     out: dict[tuple[str, ...], Block] = {}
     for row in rows:
         key = tuple(row[:n_groups])
         block = out.get(key)
         if block is None:
             block = out[key] = Block()
-        block.add(row[n_groups], row[n_groups + 1], int(row[n_groups + 2] or 0))
+        category, metric = row[n_groups], row[n_groups + 1]
+        if metric in _HISTOGRAMS:
+            block.add_histogram(category, metric, row[n_groups + 3])
+        else:
+            block.add(category, metric, int(row[n_groups + 2] or 0))
     return out
 
 
@@ -140,9 +164,8 @@ def _derived(block: Block, category: str, shown: dict[str, Value], k: int | None
         ("median_days_to_acceptance", DAYS_TO_ACCEPTANCE),
         ("median_days_to_completion", DAYS_TO_COMPLETION),
     ):
-        histogram = block.days.get((prefix, category))
-        n = sum(histogram.values()) if histogram else 0
-        out[name] = median_days(histogram) if k is None or n >= k else None
+        n, median = median_days(block.days.get((prefix, category)))
+        out[name] = median if k is None or n >= k else None
     return out
 
 

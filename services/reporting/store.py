@@ -24,7 +24,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
+    cast,
     delete,
     func,
     insert,
@@ -39,7 +42,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
-from services.reporting.domain import DISTINCT_METRICS
+from services.reporting.domain import DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION, DISTINCT_METRICS
 from services.reporting.periods import ALL_MONTHS, year_months
 from services.reporting.projections import (
     DIMENSIONS,
@@ -188,6 +191,8 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
 
 
 LIVE = projection_tables(metadata)
+#: Metric prefixes of the histograms of whole days (``d2a:12``: 12 days to acceptance).
+HISTOGRAMS = (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION)
 #: The walking skeleton's name for the figures table.
 counts = LIVE.cube
 
@@ -629,6 +634,24 @@ def _cell_per_row(q: CubeQuery, level: str) -> bool:
     return "province" in fixed and named <= fixed
 
 
+def _histograms_joined(cells: Select[Any], group_by: Sequence[str]) -> Select[Any]:
+    """``(group values..., category, metric, sum, None)`` rows of the figures in ``cells`` (rows
+    ``(group values..., category, metric, value)``), but one ``(..., category, prefix, None, "days
+    count,...")`` row per histogram: a histogram has a cell per whole number of days, most of a
+    report's cells, so the database joins them in text rather than Python building a row of each.
+    One read of the cells (a second query for the histograms would read them again)."""
+    inner = cells.subquery()
+    metric, value = inner.c.metric, list(inner.c)[-1]
+    n = len(HISTOGRAMS[0])
+    is_histogram = or_(*(metric.startswith(prefix) for prefix in HISTOGRAMS))
+    name = case((is_histogram, func.substr(metric, 1, n)), else_=metric)
+    pair = case((is_histogram, func.substr(metric, n + 1) + " " + cast(value, String)))  # else NULL
+    keys = [inner.c[g] for g in group_by]
+    return select(*keys, inner.c.category, name, func.sum(value), func.aggregate_strings(pair, ",")).group_by(
+        *keys, inner.c.category, name
+    )
+
+
 def cube_rows(
     session: Session, q: CubeQuery, metrics: Sequence[str] | None = None, tables: ProjectionTables = LIVE
 ) -> list[tuple[Any, ...]]:
@@ -640,12 +663,7 @@ def cube_rows(
     if keys is not None and len(keys) == 1 and keys[0][0] == "Y" and level == "full":
         keys = year_months(keys[0])  # years are not kept with all four categories
 
-    def select_from(one_period: bool) -> Select[Any]:
-        if one_period and _cell_per_row(q, level):
-            stmt = select(*groups, t.c.category, t.c.metric, t.c.value)
-        else:
-            stmt = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value))
-            stmt = stmt.group_by(*groups, t.c.category, t.c.metric)
+    def scoped(stmt: Select[Any]) -> Select[Any]:
         stmt = stmt.where(t.c.level == level)
         for dim, value in q.filters:
             stmt = stmt.where(t.c[dim] == value)
@@ -653,24 +671,30 @@ def cube_rows(
             stmt = stmt.where(t.c.province.in_(q.provinces))
         return stmt
 
-    wanted = set(metrics) if metrics is not None else None
-    additive = select_from(keys is not None and len(keys) == 1 and keys != (ALL_MONTHS,))
+    def select_from(one_period: bool) -> Select[Any]:
+        if one_period and _cell_per_row(q, level):
+            return scoped(select(*groups, t.c.category, t.c.metric, t.c.value))
+        stmt = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value))
+        return scoped(stmt.group_by(*groups, t.c.category, t.c.metric))
+
     if keys is None:
         lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
         hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
-        additive = additive.where(t.c.period >= lo, t.c.period <= hi)
+        periods = and_(t.c.period >= lo, t.c.period <= hi)
     elif keys == (ALL_MONTHS,):
-        additive = additive.where(t.c.period > "M", t.c.period < "N")  # every month key, by the index
+        periods = and_(t.c.period > "M", t.c.period < "N")  # every month key, by the index
     elif len(keys) == 1:
-        additive = additive.where(t.c.period == keys[0])
+        periods = t.c.period == keys[0]
     else:
-        additive = additive.where(t.c.period.in_(keys))
-    additive = additive.where(t.c.metric.not_in(DISTINCT_METRICS))
-    if wanted is not None:
-        additive = additive.where(t.c.metric.in_(wanted))
-    # fetchall, not a fetch per row: thousands of rows for a grouped report.
-    rows = [tuple(row) for row in session.execute(additive).all()]
-    if q.distinct is not None and (wanted is None or wanted & set(DISTINCT_METRICS)):
+        periods = t.c.period.in_(keys)
+    one_period = keys is not None and len(keys) == 1 and keys != (ALL_MONTHS,)
+    rows: list[tuple[Any, ...]] = []
+    if metrics is None or set(metrics) - set(DISTINCT_METRICS):
+        cells = select_from(one_period).where(periods, t.c.metric.not_in(DISTINCT_METRICS))
+        if metrics is not None:
+            cells = cells.where(t.c.metric.in_(metrics))
+        rows += [tuple(row) for row in session.execute(_histograms_joined(cells, q.group_by)).all()]
+    if q.distinct is not None and (metrics is None or set(metrics) & set(DISTINCT_METRICS)):
         distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
         rows += [tuple(row) for row in session.execute(distinct).all()]
     return rows

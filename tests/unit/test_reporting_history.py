@@ -481,6 +481,32 @@ def test_grouped_figures_match_per_group(start: date, end: date, group_by: tuple
         assert_matches(actual, expected(HISTORY, start, end, province, of_group))
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "group_by"),
+    [
+        (None, None, ("province",)),
+        (date(2025, 7, 1), date(2025, 9, 30), ("age_band",)),  # months summed
+        (date(2025, 1, 1), date(2025, 12, 31), ("province", "return_kind")),  # a year's own cells
+        (date(2025, 1, 1), date(2025, 12, 31), ("province", "return_kind", "age_band")),  # its months
+        (date(2025, 6, 20), date(2025, 7, 9), ("channel",)),  # days and facts
+    ],
+)
+def test_a_grouped_report_has_the_totals_of_the_same_report_ungrouped(
+    start: date | None, end: date | None, group_by: tuple[str, ...]
+) -> None:
+    """The totals of a grouped report are its groups added up, but for distinct women (read for
+    the total itself): the same as the report without groups, histograms and medians included."""
+    where = plan(start, end, Phases.of(PHASES))
+    q = CubeQuery(where.additive, where.distinct, start, end, (), group_by)
+    with Session(history_tables()) as session:
+        grouped = render(run_report(session, q))
+        alone = render(run_report(session, CubeQuery(where.additive, where.distinct, start, end)))
+    assert len(grouped["rows"]) > 1
+    assert grouped["totals"]["median_days_to_completion"] is not None
+    assert grouped["totals"] == alone["totals"]
+    assert grouped["by_category"] == alone["by_category"]
+
+
 def test_order_and_duplicates_do_not_change_a_figure() -> None:
     in_order = project(HISTORY.events).figures()
     shuffled = list(HISTORY.events)
