@@ -5,7 +5,9 @@ nats-server, outbox relay publishing), a concurrent HTTP client posting full cas
         [--workers 2] [--database-url postgresql+asyncpg://postgres@127.0.0.1/<empty database>]
         [--profile DIR]   (py-spy of the first round; bench/profile_summary.py DIR sums it up)
 
-Prints registrations/s per round and the median (target: >= 400/s on the 2-core machine).
+Prints registrations/s per round and the median (target: >= 400/s on the 2-core machine), and
+the raw nats-py publish rate on the same server in the same run, to compare runs on a machine
+whose speed varies from day to day.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.platform_bench import start_profiles, stop_profiles
+from bench.platform_bench import raw_baseline, start_profiles, stop_profiles
 from deploy.runner import Platform, cpu_seconds, process_tree, provision_streams
 from shared.auth import Role
 from shared.natsserver import NatsServer, free_port
@@ -197,6 +199,16 @@ def main() -> None:
                 f"{statistics.median(cpu_ms):.1f} ms intake CPU per registration"
             )
             print(f"group commit: {batch_sizes(p.url('intake'))}")
+            # The machine's speed on the day, on the same server: nats-py publishing with acks
+            # (what the relay does for each registration's events), no HTTP, no database.
+            raw = [
+                uvloop.run(raw_baseline(nats_server.url, 20_000, b"x" * 900))["publish_per_s"]
+                for _ in range(3)
+            ]
+            print(
+                f"raw nats-py publish on the same server: {', '.join(f'{r:,.0f}' for r in raw)} messages/s; "
+                f"registrations/s / raw publish/s = {statistics.median(rates) / statistics.median(raw):.4f}"
+            )
         finally:
             p.stop()
             nats_server.stop()
