@@ -34,7 +34,6 @@ from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from services.reporting import api
-from services.reporting.app import freeze_startup_objects
 from services.reporting.periods import Phases, plan
 from services.reporting.projections import RANGE_KINDS, MemoryState, Projection, previous_days
 from services.reporting.queries import render
@@ -42,7 +41,7 @@ from services.reporting.settings import ReportingSettings
 from services.reporting.store import LIVE, CubeQuery, increment_cells, insert_facts, metadata
 from shared.auth import Role, mint_token
 from shared.events import CaseOpened
-from shared.runtime import Runtime, create_http_app
+from shared.runtime import Runtime, create_http_app, settle_heap
 from shared.settings import PlatformSettings
 from tests.unit.test_reporting_history import HASHER, PHASES, generate
 
@@ -201,7 +200,7 @@ def main() -> None:
         print(f"building a projection of {args.cases:,} cases in {path} ...", flush=True)
         build(path, args.cases)
     print(f"summary query over {args.cases:,} cases (run_report + render, in process):")
-    asyncio.run(freeze_startup_objects())  # as the service does once started (services/reporting/app.py)
+    settle_heap()  # as every service does once started (shared/runtime.py)
     time_queries(path, args.runs)
     print("through the HTTP app (in process, audit write included):")
     asyncio.run(time_http(path, args.runs))
