@@ -71,6 +71,7 @@ DISTINCT_METRICS = ("women_reached", "women_supported")
 #: Histograms of whole days (24 h) from request to acceptance / completion, one metric per value.
 DAYS_TO_ACCEPTANCE = "d2a:"
 DAYS_TO_COMPLETION = "d2c:"
+HISTOGRAMS = (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION)  # prefixes of equal length
 METRICS = ADDITIVE_METRICS + DISTINCT_METRICS
 #: Computed when a report is read, from the figures above.
 DERIVED_METRICS = ("completion_rate", "median_days_to_acceptance", "median_days_to_completion")

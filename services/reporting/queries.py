@@ -16,6 +16,7 @@ from services.reporting.domain import (
     DAYS_TO_ACCEPTANCE,
     DAYS_TO_COMPLETION,
     DISTINCT_METRICS,
+    HISTOGRAMS,
     NO_CATEGORY,
 )
 from services.reporting.suppression import grid_lines, label, suppress
@@ -43,7 +44,6 @@ GROUPS = ("province", "channel", "migration_kind", "return_kind", "age_band")
 
 Value = int | float | str | None
 
-_HISTOGRAMS = frozenset((DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION))
 _NONE: Counter[str] = Counter()  # never changed
 
 
@@ -135,7 +135,7 @@ def blocks(rows: Iterable[Sequence[Any]], n_groups: int) -> dict[tuple[str, ...]
         if block is None:
             block = out[key] = Block()
         category, metric = row[n_groups], row[n_groups + 1]
-        if metric in _HISTOGRAMS:
+        if metric in HISTOGRAMS:
             block.add_histogram(category, metric, row[n_groups + 3])
         else:
             block.add(category, metric, int(row[n_groups + 2] or 0))

@@ -140,7 +140,6 @@ async def read_stream(
             failure = RebuildIncomplete(f"{stream}: the consumer answered {(headers or b'').decode()!r}")
             done.set()
             return
-            return
         seq = stream_sequence(reply)
         if seq > last:
             done.set()

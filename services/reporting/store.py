@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
-from services.reporting.domain import DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION, DISTINCT_METRICS
+from services.reporting.domain import DISTINCT_METRICS, HISTOGRAMS
 from services.reporting.periods import ALL_MONTHS, year_months
 from services.reporting.projections import (
     DIMENSIONS,
@@ -191,8 +191,6 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
 
 
 LIVE = projection_tables(metadata)
-#: Metric prefixes of the histograms of whole days (``d2a:12``: 12 days to acceptance).
-HISTOGRAMS = (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION)
 #: The walking skeleton's name for the figures table.
 counts = LIVE.cube
 
@@ -636,8 +634,8 @@ def _cell_per_row(q: CubeQuery, level: str) -> bool:
 
 def _histograms_joined(cells: Select[Any], group_by: Sequence[str]) -> Select[Any]:
     """``(group values..., category, metric, sum, None)`` rows of the figures in ``cells`` (rows
-    ``(group values..., category, metric, value)``), but one ``(..., category, prefix, None, "days
-    count,...")`` row per histogram: a histogram has a cell per whole number of days, most of a
+    ``(group values..., category, metric, value)``), but one ``(..., category, prefix, count, "days
+    count,...")`` row per histogram (``d2a:12``: 12 days to acceptance): a histogram has a cell per whole number of days, most of a
     report's cells, so the database joins them in text rather than Python building a row of each.
     One read of the cells (a second query for the histograms would read them again)."""
     inner = cells.subquery()
@@ -655,7 +653,8 @@ def _histograms_joined(cells: Select[Any], group_by: Sequence[str]) -> Select[An
 def cube_rows(
     session: Session, q: CubeQuery, metrics: Sequence[str] | None = None, tables: ProjectionTables = LIVE
 ) -> list[tuple[Any, ...]]:
-    """``(group values..., category, metric, sum)`` rows from the cube."""
+    """``(group values..., category, metric, sum)`` rows from the cube (with a fifth column, and
+    histograms one row each: :func:`_histograms_joined`), what ``queries.blocks`` reads."""
     t = tables.cube
     level = _level(q)
     groups = [t.c[g] for g in q.group_by]
@@ -712,8 +711,8 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
     provinces = q.provinces or tuple(p.code for p in all_provinces())
     out: list[tuple[Any, ...]] = []
     # Her case's categories are on each range fact (and in the covering index): no join.
+    groups = [f.c[g] for g in q.group_by]
     for kind, metric in (("session", "women_reached"), ("completed", "women_supported")):
-        groups = [f.c[g] for g in q.group_by]
         named = f.c.kind == literal_column(f"'{kind}'")  # a literal: see range_facts
         base = select(*groups).select_from(f).where(named, f.c.day >= lo, f.c.day <= hi)
         base = base.where(f.c.province.in_(provinces))
