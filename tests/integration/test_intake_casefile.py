@@ -5,6 +5,8 @@ database: SQLite, and PostgreSQL for the ``postgres``-marked run."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator
@@ -97,13 +99,20 @@ def tag() -> str:
     return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:6])
 
 
+#: Serial numbers from a random start: never repeated within a run (random leading digits were: the
+#: first digits of a random number are few, so two cases of one run shared a CCCD now and then and
+#: the second was refused as a duplicate), and apart across runs on one database.
+_PHONES = itertools.count(secrets.randbelow(10_000_000))
+_CCCDS = itertools.count(secrets.randbelow(1_000_000))
+
+
 def unique_phone() -> str:
     # 091x is a live mobile range; some other 09x ranges (095...) are not, and failed validation.
-    return "091" + str(uuid.uuid4().int)[:7]
+    return f"091{next(_PHONES) % 10_000_000:07d}"
 
 
 def unique_cccd(year: int = 1990) -> str:
-    return f"001{(year // 100 - 19) * 2}{year % 100:02d}" + str(uuid.uuid4().int)[:6]
+    return f"001{(year // 100 - 19) * 2}{year % 100:02d}{next(_CCCDS) % 1_000_000:06d}"
 
 
 def full_case(name: str = NAME, year: int = 1990, province: str = "01", **over: Any) -> dict[str, Any]:
