@@ -72,6 +72,7 @@ DISTINCT_METRICS = ("women_reached", "women_supported")
 DAYS_TO_ACCEPTANCE = "d2a:"
 DAYS_TO_COMPLETION = "d2c:"
 HISTOGRAMS = (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION)  # prefixes of equal length
+PREFIX_LENGTH = len(DAYS_TO_ACCEPTANCE)
 METRICS = ADDITIVE_METRICS + DISTINCT_METRICS
 #: Computed when a report is read, from the figures above.
 DERIVED_METRICS = ("completion_rate", "median_days_to_acceptance", "median_days_to_completion")
@@ -192,3 +193,27 @@ def contributions(event: Event) -> list[Contribution]:
         case OptedOut():
             return _one(event.province, event.at, NO_CATEGORY, "opted_out")
     return []
+
+
+def histogram_of(metric: str) -> tuple[str, int] | None:
+    """``("d2a:", 12)`` for the histogram metric ``d2a:12``; None for any other metric."""
+    prefix = metric[:PREFIX_LENGTH]
+    if prefix in HISTOGRAMS and len(metric) > PREFIX_LENGTH:
+        return prefix, int(metric[PREFIX_LENGTH:])
+    return None
+
+
+def parse_pairs(pairs: str) -> dict[int, int]:
+    """A histogram's ``days count`` pairs joined by commas, a day perhaps more than once (added by
+    several writes, some counts negative when figures moved) -> days -> count, no zero count."""
+    out: dict[int, int] = {}
+    if pairs:
+        numbers = list(map(int, pairs.replace(" ", ",").split(",")))
+        for days, count in zip(numbers[::2], numbers[1::2], strict=True):
+            out[days] = out.get(days, 0) + count
+    return {days: count for days, count in out.items() if count}
+
+
+def join_pairs(histogram: dict[int, int]) -> str:
+    """days -> count as ``days count`` pairs joined by commas, in order of days, no zero count."""
+    return ",".join(f"{days} {count}" for days, count in sorted(histogram.items()) if count)

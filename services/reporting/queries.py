@@ -18,6 +18,7 @@ from services.reporting.domain import (
     DISTINCT_METRICS,
     HISTOGRAMS,
     NO_CATEGORY,
+    parse_pairs,
 )
 from services.reporting.suppression import grid_lines, label, suppress
 from shared.vocab import ServiceCategory
@@ -78,8 +79,13 @@ class Block:
     def add_histogram(self, category: str, prefix: str, pairs: str) -> None:
         """Add a histogram given as ``days count`` pairs joined by commas (``store.cube_rows``), to
         its category and to all categories."""
-        numbers = list(map(int, pairs.replace(" ", ",").split(",")))
-        found = list(map(add, map(lshift, numbers[::2], repeat(_SHIFT)), numbers[1::2]))
+        if "-" in pairs:  # some figures moved (counts to take away): merge by day first
+            found = [days << _SHIFT | count for days, count in parse_pairs(pairs).items()]
+        elif pairs:
+            numbers = list(map(int, pairs.replace(" ", ",").split(",")))
+            found = list(map(add, map(lshift, numbers[::2], repeat(_SHIFT)), numbers[1::2]))
+        else:
+            return
         for key in ((prefix, category), (prefix, NO_CATEGORY)):
             self.days.setdefault(key, []).extend(found)
 
@@ -136,7 +142,7 @@ def blocks(rows: Iterable[Sequence[Any]], n_groups: int) -> dict[tuple[str, ...]
             block = out[key] = Block()
         category, metric = row[n_groups], row[n_groups + 1]
         if metric in HISTOGRAMS:
-            block.add_histogram(category, metric, row[n_groups + 3])
+            block.add_histogram(category, metric, row[n_groups + 3] or "")
         else:
             block.add(category, metric, int(row[n_groups + 2] or 0))
     return out

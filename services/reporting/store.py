@@ -26,8 +26,6 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    case,
-    cast,
     delete,
     func,
     insert,
@@ -42,7 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
-from services.reporting.domain import DISTINCT_METRICS, HISTOGRAMS
+from services.reporting.domain import DISTINCT_METRICS, histogram_of, join_pairs, parse_pairs
 from services.reporting.periods import ALL_MONTHS, year_months
 from services.reporting.projections import (
     DIMENSIONS,
@@ -60,6 +58,9 @@ from shared.db import UtcDateTime
 from shared.provinces import all_provinces
 
 metadata = MetaData()
+
+#: A histogram row is compacted (its pairs merged by day) once this many writes appended to it.
+COMPACT_AFTER = 16
 
 CELL_COLUMNS = (
     "period",
@@ -106,8 +107,16 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         Column("level", String(16), primary_key=True),
         *_cell_columns(),
         Column("value", BigInteger, nullable=False),
+        # A histogram of days (metric ``d2a:``/``d2c:``, value = how many referrals) is one row with
+        # its ``days count`` pairs, not a row per day (most of a report's rows before): see
+        # :func:`increment_cells`. ``appends``: how many writes added pairs since it was compacted.
+        Column("pairs", Text, nullable=True),
+        Column("appends", Integer, nullable=False, server_default="0"),
         sqlite_with_rowid=False,
     )
+    # The histograms due for compaction (few: each is compacted by the next write after 16 appends).
+    due = cube.c.appends >= literal_column(str(COMPACT_AFTER))
+    Index(f"ix_rpt_cube{suffix}_due", cube.c.appends, sqlite_where=due, postgresql_where=due)
     facts = Table(
         f"rpt_fact{suffix}",
         md,
@@ -197,8 +206,8 @@ counts = LIVE.cube
 #: The layout of the projection tables, and what they hold; tables of an older one are rebuilt from
 #: the streams before the consumers start (``rebuild.ensure_layout``). 1: the first; 2: facts
 #: carry their previous days, additive figures are kept per year; 3: range facts carry her case's
-#: categories.
-LAYOUT = 3
+#: categories; 4: a histogram of days is one row with its pairs.
+LAYOUT = 4
 layout = Table("rpt_layout", metadata, Column("version", Integer, primary_key=True, autoincrement=False))
 
 
@@ -290,37 +299,101 @@ def _key_order(row: tuple[Any, ...]) -> str:
     return "\x00".join(row[:9])
 
 
-def _cell_rows(cells: Iterable[tuple[Cell, int]]) -> list[tuple[Any, ...]]:
-    """``(level, *cell, value)`` rows of the non-zero cells, in primary key order (B-tree locality)."""
-    rows = [(level(cell), *cell, value) for cell, value in cells if value]
-    rows.sort(key=_key_order)
-    return rows
+def _cell_rows(cells: Iterable[tuple[Cell, int]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``(level, *cell, value)`` rows of the non-zero plain cells, and ``(level, *cell, total,
+    pairs)`` rows of the histograms (their cells ``d2a:12`` gathered under the metric ``d2a:``),
+    both in primary key order (B-tree locality)."""
+    plain: list[tuple[Any, ...]] = []
+    histograms: dict[tuple[str, ...], dict[int, int]] = {}
+    for cell, value in cells:
+        if not value:
+            continue
+        found = histogram_of(cell[7])
+        if found is None:
+            plain.append((level(cell), *cell, value))
+            continue
+        key = (*cell[:7], found[0])
+        days = histograms.get(key)
+        if days is None:
+            days = histograms[key] = {}
+        days[found[1]] = days.get(found[1], 0) + value
+    plain.sort(key=_key_order)
+    joined = [
+        (level(key), *key, sum(days.values()), pairs)  # type: ignore[arg-type]
+        for key, days in histograms.items()
+        if (pairs := join_pairs(days))
+    ]
+    joined.sort(key=_key_order)
+    return plain, joined
 
 
 def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
     """Add to cube cells with one driver-level ``executemany`` (no per-row SQL construction:
-    a batch or a rebuild writes hundreds of thousands of cells), in key order (B-tree locality)."""
-    rows = _cell_rows(cells)
-    if not rows:
-        return
+    a batch or a rebuild writes hundreds of thousands of cells), in key order (B-tree locality).
+    A histogram's new pairs are appended to its row's, in the upsert itself (so replicas writing at
+    once lose nothing), and rows appended to often enough are compacted (:func:`compact_histograms`)."""
+    plain, histograms = _cell_rows(cells)
     names = ", ".join(("level", *CELL_COLUMNS))
-    marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
-    sql = (
-        f'INSERT INTO "{table.name}" ({names}, value) VALUES ({marks}) '
-        f'ON CONFLICT ({names}) DO UPDATE SET value = "{table.name}".value + excluded.value'
-    )
-    conn.exec_driver_sql(sql, rows)
+    t = f'"{table.name}"'
+    if plain:
+        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
+        conn.exec_driver_sql(
+            f"INSERT INTO {t} ({names}, value, appends) VALUES ({marks}, 0) "
+            f"ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value",
+            plain,
+        )
+    if histograms:
+        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 3))
+        conn.exec_driver_sql(
+            f"INSERT INTO {t} ({names}, value, pairs, appends) VALUES ({marks}, 0) "
+            f"ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value, "
+            f"pairs = COALESCE({t}.pairs || ',', '') || excluded.pairs, appends = {t}.appends + 1",
+            histograms,
+        )
+        compact_histograms(conn, table)
+
+
+def compact_histograms(conn: Connection, table: Table, limit: int = 1000) -> int:
+    """Merge the pairs (by day) of up to ``limit`` histogram rows appended to ``COMPACT_AFTER``
+    times or more, so that no row's pairs grow without end; returns how many. On PostgreSQL rows
+    another replica is writing are skipped (one of the next writes compacts them): never a wait."""
+    t = table.c
+    key = [t.level, *(t[name] for name in CELL_COLUMNS)]
+    found = select(*key, t.pairs).where(t.appends >= literal_column(str(COMPACT_AFTER))).limit(limit)
+    if conn.dialect.name == "postgresql":
+        found = found.with_for_update(skip_locked=True)
+    rows = conn.execute(found).all()
+    if rows:
+        conn.execute(
+            update(table)
+            .where(*(column == bindparam(f"k_{column.name}") for column in key))
+            .values(pairs=bindparam("merged"), appends=0),
+            [
+                {
+                    **{f"k_{column.name}": row[i] for i, column in enumerate(key)},
+                    "merged": join_pairs(parse_pairs(row[-1] or "")),
+                }
+                for row in rows
+            ],
+        )
+    return len(rows)
 
 
 def insert_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
     """Insert distinct cube cells into a table that holds none of them (a rebuild's fresh table):
     a plain ``INSERT``, no conflict check per row."""
-    rows = _cell_rows(cells)
-    if not rows:
-        return
+    plain, histograms = _cell_rows(cells)
     names = ", ".join(("level", *CELL_COLUMNS))
-    marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
-    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}, value) VALUES ({marks})', rows)
+    if plain:
+        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({names}, value, appends) VALUES ({marks}, 0)', plain
+        )
+    if histograms:
+        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 3))
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({names}, value, pairs, appends) VALUES ({marks}, 0)', histograms
+        )
 
 
 def fact_dims(fact: Fact, case: Callable[[str], CaseDims | None]) -> tuple[str | None, ...]:
@@ -588,10 +661,19 @@ def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIV
 
 
 def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cell, int]:
-    """Every non-zero cell (to compare a rebuild with the live projection)."""
+    """Every non-zero cell (to compare a rebuild with the live projection), a histogram's as the
+    cells of its days (``d2a:12``), whatever the writes that appended them."""
     t = tables.cube
-    rows = conn.execute(select(*(t.c[n] for n in CELL_COLUMNS), t.c.value).where(t.c.value != 0))
-    return {tuple(row[:8]): int(row[8]) for row in rows}  # type: ignore[misc]
+    found = select(*(t.c[n] for n in CELL_COLUMNS), t.c.value, t.c.pairs)
+    rows = conn.execute(found.where(or_(t.c.value != 0, t.c.pairs.is_not(None))))
+    out: dict[Cell, int] = {}
+    for row in rows:
+        if row[9] is None:
+            out[tuple(row[:8])] = int(row[8])  # type: ignore[index]
+            continue
+        for days, count in parse_pairs(row[9]).items():
+            out[(*row[:7], f"{row[7]}{days}")] = count  # type: ignore[index]
+    return out
 
 
 # -- queries -------------------------------------------------------------------------------------
@@ -632,29 +714,12 @@ def _cell_per_row(q: CubeQuery, level: str) -> bool:
     return "province" in fixed and named <= fixed
 
 
-def _histograms_joined(cells: Select[Any], group_by: Sequence[str]) -> Select[Any]:
-    """``(group values..., category, metric, sum, None)`` rows of the figures in ``cells`` (rows
-    ``(group values..., category, metric, value)``), but one ``(..., category, prefix, count, "days
-    count,...")`` row per histogram (``d2a:12``: 12 days to acceptance): a histogram has a cell per whole number of days, most of a
-    report's cells, so the database joins them in text rather than Python building a row of each.
-    One read of the cells (a second query for the histograms would read them again)."""
-    inner = cells.subquery()
-    metric, value = inner.c.metric, list(inner.c)[-1]
-    n = len(HISTOGRAMS[0])
-    is_histogram = or_(*(metric.startswith(prefix) for prefix in HISTOGRAMS))
-    name = case((is_histogram, func.substr(metric, 1, n)), else_=metric)
-    pair = case((is_histogram, func.substr(metric, n + 1) + " " + cast(value, String)))  # else NULL
-    keys = [inner.c[g] for g in group_by]
-    return select(*keys, inner.c.category, name, func.sum(value), func.aggregate_strings(pair, ",")).group_by(
-        *keys, inner.c.category, name
-    )
-
-
 def cube_rows(
     session: Session, q: CubeQuery, metrics: Sequence[str] | None = None, tables: ProjectionTables = LIVE
 ) -> list[tuple[Any, ...]]:
-    """``(group values..., category, metric, sum)`` rows from the cube (with a fifth column, and
-    histograms one row each: :func:`_histograms_joined`), what ``queries.blocks`` reads."""
+    """``(group values..., category, metric, sum, pairs)`` rows from the cube, what
+    ``queries.blocks`` reads: ``pairs`` is None but for a histogram (metric ``d2a:``), where it
+    holds the ``days count`` pairs of the rows summed, joined by commas."""
     t = tables.cube
     level = _level(q)
     groups = [t.c[g] for g in q.group_by]
@@ -672,8 +737,10 @@ def cube_rows(
 
     def select_from(one_period: bool) -> Select[Any]:
         if one_period and _cell_per_row(q, level):
-            return scoped(select(*groups, t.c.category, t.c.metric, t.c.value))
-        stmt = select(*groups, t.c.category, t.c.metric, func.sum(t.c.value))
+            return scoped(select(*groups, t.c.category, t.c.metric, t.c.value, t.c.pairs))
+        stmt = select(
+            *groups, t.c.category, t.c.metric, func.sum(t.c.value), func.aggregate_strings(t.c.pairs, ",")
+        )
         return scoped(stmt.group_by(*groups, t.c.category, t.c.metric))
 
     if keys is None:
@@ -692,7 +759,7 @@ def cube_rows(
         cells = select_from(one_period).where(periods, t.c.metric.not_in(DISTINCT_METRICS))
         if metrics is not None:
             cells = cells.where(t.c.metric.in_(metrics))
-        rows += [tuple(row) for row in session.execute(_histograms_joined(cells, q.group_by)).all()]
+        rows += [tuple(row) for row in session.execute(cells).all()]
     if q.distinct is not None and (metrics is None or set(metrics) & set(DISTINCT_METRICS)):
         distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
         rows += [tuple(row) for row in session.execute(distinct).all()]

@@ -6,20 +6,31 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from services.reporting.api import run_report
 from services.reporting.batch import apply_batch
+from services.reporting.domain import DAYS_TO_COMPLETION
 from services.reporting.periods import Phases, plan
 from services.reporting.projections import DIMENSIONS, RANGE_KINDS, Fact, previous_days
 from services.reporting.queries import render
-from services.reporting.store import LIVE, CubeQuery, metadata, write_memory_state
+from services.reporting.store import (
+    COMPACT_AFTER,
+    LIVE,
+    CubeQuery,
+    compact_histograms,
+    cube_contents,
+    increment_cells,
+    metadata,
+    write_memory_state,
+)
 from shared.events import CaseOpened, Event, SessionRecorded
 from tests.unit.test_reporting_history import HASHER, PHASES, generate, project, tables_of
 
@@ -168,3 +179,48 @@ async def test_reports_read_on_postgresql_equal_those_on_sqlite(engine: AsyncEng
         on_sqlite = reports(session)
     assert any(r["totals"]["median_days_to_completion"] for r in on_sqlite)
     assert on_postgres == on_sqlite
+
+
+async def test_replicas_appending_to_one_histogram_lose_no_day(engine: AsyncEngine) -> None:
+    """A histogram is one row whose writes append their pairs in the upsert: two replicas writing
+    it at once both land (the second waits for the first's row lock), and a compaction skips a row
+    another replica holds rather than wait for it (no deadlock between replicas)."""
+    key = ("M2025-07", "31", "legal", "*", "*", "*", "*")
+
+    def cells(*days: int) -> list[tuple[tuple[str, ...], int]]:
+        return list(Counter((*key, f"{DAYS_TO_COMPLETION}{d}") for d in days).items())
+
+    async with engine.begin() as conn:  # the row, appended to until the next write compacts it
+        for n in range(COMPACT_AFTER - 1):
+            await conn.run_sync(increment_cells, LIVE.cube, cells(n))
+    async with engine.connect() as one, engine.connect() as two:
+        t1 = await one.begin()
+        await one.run_sync(increment_cells, LIVE.cube, cells(3, 3))  # due now; compacted by this write
+
+        async def other_replica() -> None:
+            async with two.begin():
+                await two.run_sync(increment_cells, LIVE.cube, cells(40))
+
+        task = asyncio.create_task(other_replica())
+        await asyncio.sleep(0.5)
+        assert not task.done()  # waiting for the row, not lost
+        await t1.commit()
+        await task
+    wanted = {(*key, f"{DAYS_TO_COMPLETION}{d}"): 1 for d in range(COMPACT_AFTER - 1)}
+    wanted[(*key, f"{DAYS_TO_COMPLETION}3")] += 2
+    wanted[(*key, f"{DAYS_TO_COMPLETION}40")] = 1
+    async with engine.connect() as conn:
+        assert await conn.run_sync(cube_contents, LIVE) == wanted
+    # Due for compaction, but held by a replica: another's compaction skips it at once.
+    async with engine.begin() as conn:
+        await conn.execute(update(LIVE.cube).values(appends=COMPACT_AFTER))
+    async with engine.connect() as one, engine.connect() as two:
+        t1 = await one.begin()
+        await one.execute(update(LIVE.cube).values(value=LIVE.cube.c.value + 0))  # holds the row
+        async with two.begin():
+            skipped = await asyncio.wait_for(two.run_sync(compact_histograms, LIVE.cube), 5)
+        assert skipped == 0
+        await t1.rollback()
+    async with engine.begin() as conn:
+        assert await conn.run_sync(compact_histograms, LIVE.cube) == 1
+        assert await conn.run_sync(cube_contents, LIVE) == wanted

@@ -48,11 +48,21 @@ def test_cell_rows_in_primary_key_order() -> None:
         ("M2025-07", "3", "", "*", "*", "*", "*", "sessions"),
         ("M2025-07", "31", "legal", "*", "*", "*", "*", "sessions"),
         ("M2025-07", "31", "legal", "*", "*", "*", "*", "zero"),
+        ("M2025-07", "31", "legal", "*", "*", "*", "*", "d2c:12"),
+        ("M2025-07", "31", "legal", "*", "*", "*", "*", "d2c:3"),
+        ("M2025-07", "31", "legal", "*", "*", "*", "*", "d2a:40"),
+        ("M2025-07", "31", "", "*", "*", "*", "*", "d2c:1"),
+        ("M2025-07", "31", "", "*", "*", "*", "*", "d2c:5"),
     ]
-    values = [3, 1, 2, 5, 4, 7, 0]
-    rows = _cell_rows(zip(cells, values, strict=True))
-    expected = sorted((level(c), *c, v) for c, v in zip(cells, values, strict=True) if v)
-    assert rows == expected
+    values = [3, 1, 2, 5, 4, 7, 0, 2, 1, 1, 0, -1]
+    plain, histograms = _cell_rows(zip(cells, values, strict=True))
+    assert plain == sorted((level(c), *c, v) for c, v in zip(cells[:7], values[:7], strict=True) if v)
+    # A histogram's days are one row under its prefix, pairs in order of days.
+    assert histograms == [
+        ("all", "M2025-07", "31", "", "*", "*", "*", "*", "d2c:", -1, "5 -1"),
+        ("all", "M2025-07", "31", "legal", "*", "*", "*", "*", "d2a:", 1, "40 1"),
+        ("all", "M2025-07", "31", "legal", "*", "*", "*", "*", "d2c:", 3, "3 1,12 2"),
+    ]
 
 
 def test_memory_cube_counts_any_delta() -> None:
