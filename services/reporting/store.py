@@ -40,7 +40,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
-from services.reporting.domain import DISTINCT_METRICS, histogram_of, join_pairs, parse_pairs
+from services.reporting.domain import (
+    DISTINCT_METRICS,
+    HISTOGRAMS,
+    PREFIX_LENGTH,
+    histogram_of,
+    join_pairs,
+    parse_pairs,
+)
 from services.reporting.periods import ALL_MONTHS, year_months
 from services.reporting.projections import (
     DIMENSIONS,
@@ -305,12 +312,12 @@ def _cell_rows(cells: Iterable[tuple[Cell, int]]) -> tuple[list[tuple[Any, ...]]
     both in primary key order (B-tree locality)."""
     plain: list[tuple[Any, ...]] = []
     histograms: dict[tuple[str, ...], dict[int, int]] = {}
+    levels = _LEVELS  # a rebuild passes here with hundreds of thousands of cells: no call per cell
     for cell, value in cells:
         if not value:
             continue
-        found = histogram_of(cell[7])
-        if found is None:
-            plain.append((level(cell), *cell, value))
+        if cell[7][:PREFIX_LENGTH] not in HISTOGRAMS or (found := histogram_of(cell[7])) is None:
+            plain.append((levels.get(cell[3:7]) or level(cell), *cell, value))
             continue
         key = (*cell[:7], found[0])
         days = histograms.get(key)
