@@ -110,14 +110,17 @@ def run_report(session: Session, q: CubeQuery) -> Report:
     if not q.group_by:
         return Report((), blocks(rows(q), 0).get((), Block()), {})
     grouped = blocks(rows(q), len(q.group_by))
-    # The groups add up to the total, except distinct women (a woman may be in several groups):
-    # only those are read again for the total.
-    ungrouped = replace(q, group_by=())
     if q.distinct is None:
-        distinct = distinct_rows(session, ungrouped)
-    else:
-        distinct = cube_rows(session, ungrouped, metrics=DISTINCT_METRICS)
-    total = blocks(distinct, 0).get((), Block())
+        # Distinct women from the facts: each of her facts holds her case's categories (and a
+        # woman is counted once per province she was seen in, grouped or not), so she is in one
+        # group and the groups add up to the total, distinct women too. No second read of facts.
+        total = Block()
+        for block in grouped.values():
+            total.merge(block, distinct=True)
+        return Report(q.group_by, total, grouped)
+    # From the cube, the ungrouped distinct cells are read for the total (a small read of its own
+    # cells); the other figures add up.
+    total = blocks(cube_rows(session, replace(q, group_by=()), metrics=DISTINCT_METRICS), 0).get((), Block())
     for block in grouped.values():
         total.merge(block)
     return Report(q.group_by, total, grouped)

@@ -89,16 +89,16 @@ class Block:
         for key in ((prefix, category), (prefix, NO_CATEGORY)):
             self.days.setdefault(key, []).extend(found)
 
-    def merge(self, other: Block) -> None:
-        """Add the additive figures and histograms of ``other`` (a group's, to make the total):
-        distinct women do not add up across groups."""
+    def merge(self, other: Block, distinct: bool = False) -> None:
+        """Add the additive figures and histograms of ``other`` (a group's, to make the total),
+        and with ``distinct`` its distinct women too (only where each woman is in one group)."""
         for metric, value in other.figures.items():
-            if metric not in DISTINCT_METRICS:
+            if distinct or metric not in DISTINCT_METRICS:
                 self.figures[metric] += value
         for category, figures in other.by_category.items():
             mine = self.by_category.setdefault(category, Counter())
             for metric, value in figures.items():
-                if metric not in DISTINCT_METRICS:
+                if distinct or metric not in DISTINCT_METRICS:
                     mine[metric] += value
         for key, histogram in other.days.items():
             self.days.setdefault(key, []).extend(histogram)

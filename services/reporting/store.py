@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import case as when
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -794,13 +795,21 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
             base = base.where(f.c[name] == value)
         # Per province: a woman counted in each province she was seen in, as the cube does.
         first = or_(f.c.previous_day.is_(None), f.c.previous_day < lo)
-        total = base.where(first).add_columns(func.count()).group_by(*groups)
-        out += [(*row[:-1], "", metric, row[-1]) for row in session.execute(total)]
-        if kind == "completed":
-            first_in_category = or_(f.c.previous_category_day.is_(None), f.c.previous_category_day < lo)
-            per = base.where(first_in_category).add_columns(f.c.category, func.count())
-            per = per.group_by(*groups, f.c.category)
-            out += [(*row[:-2], row[-2], metric, row[-1]) for row in session.execute(per)]
+        if kind == "session":
+            total = base.where(first).add_columns(func.count()).group_by(*groups)
+            out += [(*row[:-1], "", metric, row[-1]) for row in session.execute(total)]
+            continue
+        # Per category and in all, in one read: her first fact in the range is also her first of
+        # its category (her previous fact of a category is never after her previous fact).
+        first_in_category = or_(f.c.previous_category_day.is_(None), f.c.previous_category_day < lo)
+        per = base.where(first_in_category).add_columns(
+            f.c.category, func.count(), func.sum(when((first, 1), else_=0))
+        )
+        totals: Counter[tuple[Any, ...]] = Counter()
+        for row in session.execute(per.group_by(*groups, f.c.category)):
+            out.append((*row[:-3], row[-3], metric, row[-2]))
+            totals[tuple(row[:-3])] += row[-1]
+        out += [(*group, "", metric, n) for group, n in totals.items() if n]
     return out
 
 
