@@ -287,6 +287,39 @@ async def test_search_by_phone_cccd_and_folded_name(intake: Intake) -> None:
         ] == 0
 
 
+async def test_a_name_search_counts_exactly_the_cases_it_may_list(intake: Intake) -> None:
+    """A name-only search counts from the keyed hashes, not the case rows: the count must still be
+    the cases listed, per province scope, without erased ones, with several words and filters."""
+    word = "Khúc" + tag()
+    folded = "khuc" + word[4:]
+    made = {
+        province: [
+            await register(intake, full_case(name=f"{word} Thị {given}", year=1980 + n, province=province))
+            for n, given in enumerate(["Lan", "Mai", "Hoà"])
+        ]
+        for province in ("01", "92")
+    }
+    async with intake.client("supervisor", "92") as boss:
+        assert (await boss.delete(f"/v1/cases/{made['92'][0]['id']}")).status_code == 204
+    checks = [
+        (("central_admin", None), {"q": folded}, 5),
+        (("central_admin", None), {"q": f"{folded} thi"}, 5),
+        (("central_admin", None), {"q": f"{folded} lan"}, 1),  # 92's Lan is erased
+        (("central_admin", None), {"q": folded, "province": "92"}, 2),
+        (("caseworker", "01"), {"q": folded}, 3),
+        (("caseworker", "01"), {"q": f"{folded} mai"}, 1),
+        (("caseworker", "92"), {"q": f"{word} Thị Hòa"}, 1),  # the whole name
+        (("caseworker", "01"), {"q": folded, "status": "closed"}, 0),
+    ]
+    for (role, province), params, n in checks:
+        async with intake.client(role, province) as c:
+            page = (await c.get("/v1/cases", params={**params, "limit": 100})).json()
+        assert page["total"] == len(page["items"]) == n, (role, province, params)
+    async with intake.client() as c:  # a page shorter than the total
+        page = (await c.get("/v1/cases", params={"q": folded, "limit": 2})).json()
+    assert page["total"] == 5 and len(page["items"]) == 2
+
+
 async def test_duplicates_are_reported_with_visible_ids_and_never_merged(intake: Intake) -> None:
     body = full_case(name="Trần Thị Mai " + tag(), year=1988)
     first = await register(intake, body)

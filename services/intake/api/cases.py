@@ -328,9 +328,15 @@ def build_router(rt: Runtime, protector: Protector) -> APIRouter:
                 conds.append(cases.c.opened_at < datetime.combine(opened_to, datetime.max.time(), UTC))
             if trafficking_status is not None:
                 conds.append(cases.c.story["trafficking_status"].as_string() == trafficking_status.value)
-            total = (
-                await session.execute(select(func.count()).select_from(cases).where(*conds))
-            ).scalar_one()
+            filtered = (status, channel, need, opened_from, opened_to, trafficking_status) != (None,) * 6
+            if isinstance(ids, Select) and not filtered:
+                # Only a name (and her provinces): one lookup row per case found, in her case's
+                # province, and none for an erased case, so the count reads no case row (for a
+                # common word, thousands of them).
+                count = select(func.count()).select_from(ids.subquery())
+            else:
+                count = select(func.count()).select_from(cases).where(*conds)
+            total = (await session.execute(count)).scalar_one()
             rows = (
                 (
                     await session.execute(
