@@ -4,6 +4,7 @@ stops it. Times are aware datetimes; the clock is always passed in."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 
@@ -106,7 +107,7 @@ def plan_follow_ups(
     referral_id: str | None,
     profile: ContactProfile | None,
     now: datetime,
-    new_id: object,
+    new_id: Callable[[], str],
     delay_scale: float = 1.0,
     appointment_at: datetime | None = None,
 ) -> list[FollowUp]:
@@ -128,9 +129,8 @@ def plan_follow_ups(
             due = now + wait * delay_scale
         else:
             due = now + rule.after * delay_scale
-        message_id = new_id()  # type: ignore[operator]
         f = FollowUp(
-            id=str(message_id),
+            id=new_id(),
             case_id=case_id,
             province=province,
             referral_id=referral_id,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -46,6 +45,7 @@ from shared.events import (
     ReferralRequested,
     ReferralStarted,
 )
+from shared.ids import new_id
 from shared.runtime import Runtime
 from shared.streams import CASE, REFERRAL
 from shared.uow import UnitOfWork
@@ -175,7 +175,7 @@ class FollowUpPlanner:
             referral_id=event.referral_id,
             profile=await self._profile(uow, event.case_id),
             now=self.clock(),
-            new_id=uuid.uuid4,
+            new_id=new_id,  # time-ordered, as every id of the platform (shared/ids.py)
             delay_scale=self.settings.delay_scale,
             appointment_at=appointment,
         )

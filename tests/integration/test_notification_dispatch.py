@@ -223,6 +223,7 @@ async def test_referral_requested_checks_in_two_days_later(svc: Service) -> None
         "scheduled",
         svc.clock() + timedelta(days=2),
     )
+    assert uuid.UUID(row.id).version == 7  # time-ordered, as every id of the platform
     await svc.drain()
     assert svc.sent_lines() == []  # not due yet
     svc.clock.advance(days=2)
