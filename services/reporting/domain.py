@@ -207,11 +207,15 @@ def parse_pairs(pairs: str) -> dict[int, int]:
     """A histogram's ``days count`` pairs joined by commas, a day perhaps more than once (added by
     several writes, some counts negative when figures moved) -> days -> count, no zero count."""
     out: dict[int, int] = {}
-    if pairs:
-        numbers = list(map(int, pairs.replace(" ", ",").split(",")))
-        for days, count in zip(numbers[::2], numbers[1::2], strict=True):
-            out[days] = out.get(days, 0) + count
+    numbers = pair_numbers(pairs)
+    for days, count in zip(numbers[::2], numbers[1::2], strict=True):
+        out[days] = out.get(days, 0) + count
     return {days: count for days, count in out.items() if count}
+
+
+def pair_numbers(pairs: str) -> list[int]:
+    """``"3 1,12 2"`` -> ``[3, 1, 12, 2]``: days and counts, in turn (none for ``""``)."""
+    return list(map(int, pairs.replace(" ", ",").split(","))) if pairs else []
 
 
 def join_pairs(histogram: dict[int, int]) -> str:

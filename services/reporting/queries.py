@@ -18,6 +18,7 @@ from services.reporting.domain import (
     DISTINCT_METRICS,
     HISTOGRAMS,
     NO_CATEGORY,
+    pair_numbers,
     parse_pairs,
 )
 from services.reporting.suppression import grid_lines, label, suppress
@@ -82,7 +83,7 @@ class Block:
         if "-" in pairs:  # some figures moved (counts to take away): merge by day first
             found = [days << _SHIFT | count for days, count in parse_pairs(pairs).items()]
         elif pairs:
-            numbers = list(map(int, pairs.replace(" ", ",").split(",")))
+            numbers = pair_numbers(pairs)
             found = list(map(add, map(lshift, numbers[::2], repeat(_SHIFT)), numbers[1::2]))
         else:
             return

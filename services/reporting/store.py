@@ -340,25 +340,29 @@ def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, 
     a batch or a rebuild writes hundreds of thousands of cells), in key order (B-tree locality).
     A histogram's new pairs are appended to its row's, in the upsert itself (so replicas writing at
     once lose nothing), and rows appended to often enough are compacted (:func:`compact_histograms`)."""
+    if _write_cells(conn, table, cells, add=True):
+        compact_histograms(conn, table)
+
+
+def _write_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]], *, add: bool) -> bool:
+    """Write cube cells: with ``add``, added to the rows there may be; else as new rows (no
+    conflict check per row). Returns whether any histogram was written."""
     plain, histograms = _cell_rows(cells)
     names = ", ".join(("level", *CELL_COLUMNS))
     t = f'"{table.name}"'
+    upsert = f" ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value" if add else ""
     if plain:
         marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
-        conn.exec_driver_sql(
-            f"INSERT INTO {t} ({names}, value, appends) VALUES ({marks}, 0) "
-            f"ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value",
-            plain,
-        )
+        conn.exec_driver_sql(f"INSERT INTO {t} ({names}, value, appends) VALUES ({marks}, 0){upsert}", plain)
     if histograms:
         marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 3))
+        append = f", pairs = COALESCE({t}.pairs || ',', '') || excluded.pairs, appends = {t}.appends + 1"
         conn.exec_driver_sql(
-            f"INSERT INTO {t} ({names}, value, pairs, appends) VALUES ({marks}, 0) "
-            f"ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value, "
-            f"pairs = COALESCE({t}.pairs || ',', '') || excluded.pairs, appends = {t}.appends + 1",
+            f"INSERT INTO {t} ({names}, value, pairs, appends) VALUES ({marks}, 0){upsert}"
+            + (append if add else ""),
             histograms,
         )
-        compact_histograms(conn, table)
+    return bool(histograms)
 
 
 def compact_histograms(conn: Connection, table: Table, limit: int = 1000) -> int:
@@ -390,18 +394,7 @@ def compact_histograms(conn: Connection, table: Table, limit: int = 1000) -> int
 def insert_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
     """Insert distinct cube cells into a table that holds none of them (a rebuild's fresh table):
     a plain ``INSERT``, no conflict check per row."""
-    plain, histograms = _cell_rows(cells)
-    names = ", ".join(("level", *CELL_COLUMNS))
-    if plain:
-        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
-        conn.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({names}, value, appends) VALUES ({marks}, 0)', plain
-        )
-    if histograms:
-        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 3))
-        conn.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({names}, value, pairs, appends) VALUES ({marks}, 0)', histograms
-        )
+    _write_cells(conn, table, cells, add=False)
 
 
 def fact_dims(fact: Fact, case: Callable[[str], CaseDims | None]) -> tuple[str | None, ...]:
