@@ -68,6 +68,12 @@ ADDITIVE_METRICS = (
 )
 #: Distinct women: counted once per period, province (and category), whatever the number of events.
 DISTINCT_METRICS = ("women_reached", "women_supported")
+#: Per day only: how many range facts (a session; a completed referral, per category and in all)
+#: were counted, under ``f:`` and the distinct figure's name. Women over a range of days that is no
+#: kept period = her facts in it (these, summed over its days) - her facts in it whose previous one
+#: is in it too (few, read from the facts): see ``store.distinct_rows``.
+FACT_COUNT = "f:"
+FACT_COUNTS = tuple(FACT_COUNT + metric for metric in DISTINCT_METRICS)
 #: Histograms of whole days (24 h) from request to acceptance / completion, one metric per value.
 DAYS_TO_ACCEPTANCE = "d2a:"
 DAYS_TO_COMPLETION = "d2c:"

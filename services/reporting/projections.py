@@ -24,7 +24,7 @@ import hashlib
 import hmac
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import NamedTuple, Protocol
 
@@ -32,13 +32,14 @@ from services.reporting.domain import (
     DAYS_TO_ACCEPTANCE,
     DAYS_TO_COMPLETION,
     DISTINCT_METRICS,
+    FACT_COUNT,
     NO_CATEGORY,
     Contribution,
     contributions,
     local_day,
     province_code,
 )
-from services.reporting.periods import Phases, additive_keys, distinct_keys
+from services.reporting.periods import Phases, additive_keys, day_key, distinct_keys
 from shared.events import (
     ActivityRecorded,
     CaseOpened,
@@ -245,6 +246,12 @@ class Projection:
         if c.delta:
             self._add(self._periods(c.day)[0], case_hash, c)
 
+    def count_fact(self, case_hash: str, c: Contribution) -> None:
+        """Count a new range fact on its day (``domain.FACT_COUNT``), under its category and all."""
+        period = (day_key(c.day),)
+        for category in dict.fromkeys((c.category, NO_CATEGORY)):
+            self._add(period, case_hash, replace(c, category=category, metric=FACT_COUNT + c.metric))
+
     def count_distinct(self, case_hash: str, c: Contribution) -> None:
         """Add 1 to a distinct-women figure in each period where she was not counted yet."""
         for period in self._periods(c.day)[1]:
@@ -341,9 +348,9 @@ class Projection:
             return
         for c in found:
             self.count(case_hash, c)
-        self.count_distinct(
-            case_hash, Contribution(first.province, first.day, NO_CATEGORY, "women_reached", 1)
-        )
+        reached = Contribution(first.province, first.day, NO_CATEGORY, "women_reached", 1)
+        self.count_fact(case_hash, reached)
+        self.count_distinct(case_hash, reached)
 
     def _referral(self, event: ReferralEvent) -> None:
         step = event.NAME + (f":{event.stage}" if isinstance(event, ReferralOverdue) else "")
@@ -384,6 +391,7 @@ class Projection:
             if times.requested_at:
                 self._duration(case_hash, times, DAYS_TO_COMPLETION, event.at)
             support = Contribution(c.province, c.day, c.category, "women_supported", 1)
+            self.count_fact(case_hash, support)
             self.count_distinct(case_hash, support)
             self.count_distinct(case_hash, Contribution(c.province, c.day, NO_CATEGORY, "women_supported", 1))
         else:

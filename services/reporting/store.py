@@ -34,7 +34,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import case as when
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -43,6 +42,8 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from services.reporting.domain import (
     DISTINCT_METRICS,
+    FACT_COUNT,
+    FACT_COUNTS,
     HISTOGRAMS,
     PREFIX_LENGTH,
     histogram_of,
@@ -143,22 +144,32 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         *(Column(name, String(32), nullable=True) for name in DIMENSIONS),
         sqlite_with_rowid=False,
     )
-    # Covers every column a distinct count over a day range reads: no lookup of each fact's row;
-    # one range per province (distinct_rows always names them), in province order for a group by.
-    # Both indexes hold range facts only (about one fact in nine): cheaper to build and to keep.
-    ranges = range_facts(facts.c.kind)
+    # A distinct count over a day range that is no kept period subtracts, from her facts in it
+    # (counted per day in the cube, ``domain.FACT_COUNT``), those whose previous fact is in it too:
+    # these indexes find them by previous day, one range per province (distinct_rows always names
+    # them), covering what the count is grouped or filtered by. Range facts only (about one in
+    # nine), and completed referrals only for the previous day of the same category.
     Index(
-        f"ix_rpt_fact{suffix}_kind_province_day_cover",
+        f"ix_rpt_fact{suffix}_previous",
         facts.c.kind,
         facts.c.province,
-        facts.c.day,
         facts.c.previous_day,
-        facts.c.previous_category_day,
-        facts.c.category,
-        facts.c.case_hash,
+        facts.c.day,
         *(facts.c[name] for name in DIMENSIONS),
-        sqlite_where=ranges,
-        postgresql_where=ranges,
+        sqlite_where=range_facts(facts.c.kind),
+        postgresql_where=range_facts(facts.c.kind),
+    )
+    completed = facts.c.kind == literal_column("'completed'")
+    Index(
+        f"ix_rpt_fact{suffix}_previous_category",
+        facts.c.kind,
+        facts.c.province,
+        facts.c.previous_category_day,
+        facts.c.day,
+        facts.c.category,
+        *(facts.c[name] for name in DIMENSIONS),
+        sqlite_where=completed,
+        postgresql_where=completed,
     )
     # A woman's facts, to set the previous days when one of hers is added (link_facts); covering,
     # so that the planner takes it over the index above even without statistics (a fresh rebuild).
@@ -172,8 +183,8 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
         facts.c.previous_day,
         facts.c.previous_category_day,
         *(facts.c[name] for name in DIMENSIONS),
-        sqlite_where=ranges,
-        postgresql_where=ranges,
+        sqlite_where=range_facts(facts.c.kind),
+        postgresql_where=range_facts(facts.c.kind),
     )
     cases = Table(
         f"rpt_case{suffix}",
@@ -214,8 +225,9 @@ counts = LIVE.cube
 #: The layout of the projection tables, and what they hold; tables of an older one are rebuilt from
 #: the streams before the consumers start (``rebuild.ensure_layout``). 1: the first; 2: facts
 #: carry their previous days, additive figures are kept per year; 3: range facts carry her case's
-#: categories; 4: a histogram of days is one row with its pairs.
-LAYOUT = 4
+#: categories; 4: a histogram of days is one row with its pairs; 5: range facts counted per day
+#: (``domain.FACT_COUNT``), facts indexed by their previous day.
+LAYOUT = 5
 layout = Table("rpt_layout", metadata, Column("version", Integer, primary_key=True, autoincrement=False))
 
 
@@ -756,11 +768,21 @@ def cube_rows(
         periods = t.c.period.in_(keys)
     one_period = keys is not None and len(keys) == 1 and keys != (ALL_MONTHS,)
     rows: list[tuple[Any, ...]] = []
-    if metrics is None or set(metrics) - set(DISTINCT_METRICS):
+    # Over days, distinct women start as the count of her facts in them (``domain.FACT_COUNT``):
+    # read with the additive figures, under the distinct figure's name; distinct_rows subtracts.
+    wanted = None if metrics is None else set(metrics)
+    if wanted is not None and q.distinct is None:
+        wanted |= {FACT_COUNT + m for m in DISTINCT_METRICS if m in wanted}
+    if wanted is None or wanted - set(DISTINCT_METRICS):
         cells = select_from(one_period).where(periods, t.c.metric.not_in(DISTINCT_METRICS))
-        if metrics is not None:
-            cells = cells.where(t.c.metric.in_(metrics))
-        rows += [tuple(row) for row in session.execute(cells).all()]
+        if wanted is not None:
+            cells = cells.where(t.c.metric.in_(sorted(wanted)))
+        found = session.execute(cells).all()
+        at = len(groups) + 1  # the metric's column
+        rows += [
+            (*row[:at], row[at][len(FACT_COUNT) :], *row[at + 1 :]) if row[at] in FACT_COUNTS else tuple(row)
+            for row in found
+        ]
     if q.distinct is not None and (metrics is None or set(metrics) & set(DISTINCT_METRICS)):
         distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
         rows += [tuple(row) for row in session.execute(distinct).all()]
@@ -768,41 +790,38 @@ def cube_rows(
 
 
 def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIVE) -> list[tuple[Any, ...]]:
-    """Distinct women over a day range, from the facts: ``(group values..., category, metric, n)``.
-    A woman is counted by her first fact in the range: the one whose previous day (of her facts of
-    that kind in that province, and category) is None or before the range; so a plain count of an
-    index range, no set of women to build."""
+    """What to take away from her facts in a range of days (which :func:`cube_rows` reads, summed
+    from the days) to count distinct women: ``(group values..., category, metric, -n)``.
+
+    A woman is counted by her first fact in the range: of her facts in it, the others are those
+    whose previous one (of her facts of that kind in that province, and of that category) is in the
+    range too. They are few beside her facts (a range of days holds most women once or twice), and
+    an index by previous day reads just them: ``previous day in lo..hi and day <= hi``."""
     f = tables.facts
     lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
     # Every province by name when none is asked for: a seek per province in the index, where
     # "any province" would read the facts of every day of the kind.
     provinces = q.provinces or tuple(p.code for p in all_provinces())
     out: list[tuple[Any, ...]] = []
-    # Her case's categories are on each range fact (and in the covering index): no join.
+    # Her case's categories are on each range fact (and in the indexes): no join.
     groups = [f.c[g] for g in q.group_by]
-    for kind, metric in (("session", "women_reached"), ("completed", "women_supported")):
+    reads = (
+        ("session", "women_reached", f.c.previous_day, False),
+        ("completed", "women_supported", f.c.previous_day, False),
+        ("completed", "women_supported", f.c.previous_category_day, True),
+    )
+    for kind, metric, previous, per_category in reads:
         named = f.c.kind == literal_column(f"'{kind}'")  # a literal: see range_facts
-        base = select(*groups).select_from(f).where(named, f.c.day >= lo, f.c.day <= hi)
-        base = base.where(f.c.province.in_(provinces))
+        again = select(*groups).select_from(f).where(named, f.c.province.in_(provinces))
+        again = again.where(previous >= lo, previous <= hi, f.c.day <= hi)  # previous <= day
         for name, value in q.filters:
-            base = base.where(f.c[name] == value)
-        # Per province: a woman counted in each province she was seen in, as the cube does.
-        first = or_(f.c.previous_day.is_(None), f.c.previous_day < lo)
-        if kind == "session":
-            total = base.where(first).add_columns(func.count()).group_by(*groups)
-            out += [(*row[:-1], "", metric, row[-1]) for row in session.execute(total)]
-            continue
-        # Per category and in all, in one read: her first fact in the range is also her first of
-        # its category (her previous fact of a category is never after her previous fact).
-        first_in_category = or_(f.c.previous_category_day.is_(None), f.c.previous_category_day < lo)
-        per = base.where(first_in_category).add_columns(
-            f.c.category, func.count(), func.sum(when((first, 1), else_=0))
-        )
-        totals: Counter[tuple[Any, ...]] = Counter()
-        for row in session.execute(per.group_by(*groups, f.c.category)):
-            out.append((*row[:-3], row[-3], metric, row[-2]))
-            totals[tuple(row[:-3])] += row[-1]
-        out += [(*group, "", metric, n) for group, n in totals.items() if n]
+            again = again.where(f.c[name] == value)
+        if per_category:
+            again = again.add_columns(f.c.category).group_by(*groups, f.c.category)
+        else:
+            again = again.add_columns(literal_column("''")).group_by(*groups)
+        for row in session.execute(again.add_columns(func.count())):
+            out.append((*row[:-2], row[-2], metric, -row[-1]))
     return out
 
 

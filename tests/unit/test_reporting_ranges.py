@@ -4,7 +4,8 @@ previous one), kept right whatever the order facts arrive in; a year read whole.
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from services.reporting.handlers import apply_to
 from services.reporting.periods import Phases
 from services.reporting.projections import DIMENSIONS, RANGE_KINDS, Fact, previous_days
 from services.reporting.store import LIVE, CubeQuery, insert_facts, link_facts, metadata
-from shared.events import CaseOpened
+from shared.events import CaseOpened, Event, ReferralCompleted, SessionRecorded
+from shared.vocab import Channel, ServiceCategory
 from tests.unit.test_reporting_history import (
     HASHER,
     HISTORY,
@@ -25,9 +27,11 @@ from tests.unit.test_reporting_history import (
     CaseRecord,
     assert_matches,
     expected,
+    figures_from,
     grouped_from,
     project,
     tables_of,
+    vn_day,
 )
 
 DAY0 = date(2025, 1, 1)
@@ -137,6 +141,81 @@ def test_live_batches_in_any_order_keep_facts_as_the_rebuild_does(batch: int) ->
     assert stored == range_fact_rows(tables_of(state))  # what the rebuild writes
 
 
+def repeat_history(rng: random.Random) -> tuple[list[Event], list[tuple[str, str, str, str, date]]]:
+    """Cases of the history given several sessions and completed referrals of one category within
+    weeks (the history has one referral per category and case): ``(events, [(kind, province, case
+    id, category, day)])``."""
+    opened = [e for e in HISTORY.events if isinstance(e, CaseOpened) and e.province_scheme == "vn-2025"][:30]
+    events: list[Event] = list(opened)
+    seen = []
+    for n in range(400):
+        case = rng.choice(opened)
+        at = datetime(2025, 6, 1, 9, tzinfo=UTC) + timedelta(
+            days=rng.randint(0, 45), hours=rng.randint(0, 20)
+        )
+        if rng.random() < 0.5:
+            event: Event = SessionRecorded(
+                case_id=case.case_id, province=case.province, session_id=f"s{n}", channel=Channel.HOTLINE,
+                topics=[ServiceCategory.LEGAL], duration_minutes=30, held_on=vn_day(at), at=at,
+            )  # fmt: skip
+            seen.append(("session", case.province, case.case_id, "", vn_day(at)))
+        else:
+            category = rng.choice([ServiceCategory.LEGAL, ServiceCategory.HEALTH_EDUCATION])
+            event = ReferralCompleted(
+                referral_id=f"r{n}", case_id=case.case_id, partner_id="p1", province=case.province,
+                category=category, at=at, outcome="service_provided",
+            )  # fmt: skip
+            seen.append(("completed", case.province, case.case_id, category.value, vn_day(at)))
+        events.append(event)
+    return events, seen
+
+
+def test_women_over_days_with_repeated_facts_of_one_category() -> None:
+    """Women reached and supported (in all and per category) over ranges of days where many of
+    them have several facts, of one category too, against a count of the women themselves; the
+    facts applied in live batches, shuffled (previous days linked as they come)."""
+    rng = random.Random(5)
+    events, seen = repeat_history(rng)
+    rng.shuffle(events)
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        for start in range(0, len(events), 37):
+            assert not apply_batch(session, events[start : start + 37], HASHER, Phases.of(PHASES))
+    age = {
+        e.case_id: e.profile.age_band.value if e.profile else "unknown"
+        for e in events
+        if isinstance(e, CaseOpened)
+    }
+    repeated = 0
+    for _ in range(25):
+        lo = date(2025, 6, 1) + timedelta(days=rng.randint(0, 40))
+        hi = lo + timedelta(days=rng.randint(0, 20))
+        inside = [(k, p, c, cat) for k, p, c, cat, day in seen if lo <= day <= hi]
+        repeated += len(inside) - len({(k, p, c, cat) for k, p, c, cat in inside})
+        wanted: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
+        for group in ((), (1,)):  # ungrouped; by age band
+            for name, women in (
+                ("women_reached", {(p, c) for k, p, c, _ in inside if k == "session"}),
+                ("women_supported", {(p, c) for k, p, c, _ in inside if k == "completed"}),
+                *(
+                    (
+                        f"women_supported/{cat}",
+                        {(p, c) for k, p, c, x in inside if k == "completed" and x == cat},
+                    )
+                    for cat in ("legal", "health_education")
+                ),
+            ):
+                for _, c in women:
+                    wanted[(age[c],) if group else ()][name] += 1
+        assert_matches(figures_from(engine, lo, hi), wanted[()])
+        grouped = grouped_from(engine, lo, hi, ("age_band",))
+        for key, figures in wanted.items():
+            if key:
+                assert_matches(grouped[key], figures)
+    assert repeated > 100  # most ranges hold women with several facts of one kind and category
+
+
 def test_a_year_grouped_by_one_category_is_read_whole_not_summed_from_months() -> None:
     engine = tables_of(project(HISTORY.events))
     with engine.begin() as conn:  # without the months of that roll-up, only the year's cells can answer
@@ -187,11 +266,15 @@ def test_range_facts_are_read_through_their_partial_indexes(analyzed: bool) -> N
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
     plans = fact_plans(engine)
-    # Each report reads the facts twice (sessions; completed referrals per category and in all),
-    # a grouped one no more for its totals; then linking reads a woman's facts once.
-    assert len(plans) == 3 * 2 + 1
-    assert all(
-        p.startswith("SEARCH rpt_fact USING COVERING INDEX ix_rpt_fact_kind_province_day_cover")
-        for p in plans[:-1]
-    )
+    # Each report reads the facts whose previous one is in the range three times (sessions;
+    # completed referrals in all and per category), a grouped one no more for its totals; each by a
+    # range of previous days in its index, no fact of another day read. Then linking reads a
+    # woman's facts once.
+    assert len(plans) == 3 * 3 + 1
+    for n, p in enumerate(plans[:-1]):
+        column = "previous_category_day" if n % 3 == 2 else "previous_day"
+        index = "ix_rpt_fact_previous_category" if n % 3 == 2 else "ix_rpt_fact_previous"
+        assert p.startswith(
+            f"SEARCH rpt_fact USING COVERING INDEX {index} (kind=? AND province=? AND {column}>? AND {column}<?)"
+        ), p
     assert plans[-1].startswith("SEARCH rpt_fact USING COVERING INDEX ix_rpt_fact_case (case_hash=?")
