@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 
@@ -78,7 +79,27 @@ def make_read_engine(url: str) -> AsyncEngine | None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         _sqlite_pragmas(dbapi_conn, "query_only=ON")
 
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A read transaction: every read of one session sees the same commit (its first read's),
+        # where each statement on its own would see the last one.
+        conn.exec_driver_sql("BEGIN")
+
     return engine
+
+
+def one_snapshot(session: Session) -> None:
+    """Make the reads of ``session``'s transaction (to come: call it first) all see one state of
+    the database, as a report made of several reads must. PostgreSQL's default (READ COMMITTED)
+    shows each statement the last commit, so the transaction is REPEATABLE READ; SQLite's read
+    engine (:func:`make_read_engine`) begins a transaction, whose snapshot is its first read's."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    elif session.connection().get_isolation_level() not in ("REPEATABLE READ", "SERIALIZABLE"):
+        # Too late: its transaction has read in READ COMMITTED already (say so, not half a snapshot).
+        raise RuntimeError("one_snapshot must come before the session's first read")
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -25,6 +25,7 @@ from services.reporting.queries import GROUPS, Block, Report, blocks, flat_table
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import CubeQuery, audit, cube_rows, distinct_rows, record_audit
 from shared.auth import PROVINCE_ROLES, Forbidden, Principal, Role, require
+from shared.db import one_snapshot
 from shared.events import AgeBand, MigrationKind, ReturnKind
 from shared.http import ProblemError
 from shared.provinces import UnknownProvince, resolve_province
@@ -99,7 +100,10 @@ def _provinces(value: str | None) -> tuple[str, ...]:
 
 
 def run_report(session: Session, q: CubeQuery) -> Report:
-    """The totals and (when grouped) the rows of a report, from the live tables."""
+    """The totals and (when grouped) the rows of a report, from the live tables, all of its reads
+    in one snapshot (over days, distinct women are her facts less her repeats, two reads that
+    must see the same facts)."""
+    one_snapshot(session)
 
     def rows(query: CubeQuery) -> list[tuple[Any, ...]]:
         found = cube_rows(session, query)
@@ -342,6 +346,7 @@ def build_router(rt: Runtime) -> APIRouter:
         months = months_between(*found)
 
         def monthly(session: Session) -> Report:
+            one_snapshot(session)  # the months of one chart from one state
             rows: list[tuple[Any, ...]] = []
             for m in months:
                 q = CubeQuery(additive=(m,), distinct=m, provinces=scope)
