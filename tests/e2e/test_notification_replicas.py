@@ -38,6 +38,7 @@ from tests.helpers import all_stream_messages, auth, eventually
 pytestmark = pytest.mark.e2e
 
 N = 100
+BATCH = 10  # messages a replica claims at a time
 
 
 def phone_of(i: int) -> str:
@@ -125,7 +126,7 @@ def replicas(tmp: Path, nats_url: str, intake_port: int, env: dict[str, str]) ->
         extra_env={
             **TEST_ENV,
             # Small batches so both replicas take part; a short lease so a killed one's claims return soon.
-            "OSSO_NOTIFICATION_DISPATCH_BATCH": "10",
+            "OSSO_NOTIFICATION_DISPATCH_BATCH": str(BATCH),
             "OSSO_NOTIFICATION_LEASE_SECONDS": "3",
             # A killed replica's unacked CaseOpened comes back after ack_wait; until then the
             # referral events of those cases are retried (they wait for their case), so the retry
@@ -202,13 +203,15 @@ def test_two_replicas_one_killed_and_restarted_send_every_message_exactly_once(
         assert sent == Counter(dict.fromkeys(counts, 1)) and scheduled == sent
 
         # Every message was claimed at least once, by one replica or the other (the killed one's
-        # claims ran out and were taken over).
+        # claims ran out and were taken over), as their "batch_dispatched" lines tell: all but at
+        # most the killed replica's last batch, whose outcomes it may have committed (sent once, as
+        # checked above) and been killed before it wrote that line.
         claimed = 0
         for name in ("notification", "notification-2"):
             for line in (tmp_path / "logs" / f"{name}.log").read_text().splitlines():
                 if '"batch_dispatched"' in line:
                     claimed += orjson.loads(line)["claimed"]
-        assert claimed >= N
+        assert claimed >= N - BATCH
 
         # Her opt-out reply, to either replica, cancels what is still pending for her and tells intake.
         her = cases[7]
