@@ -67,25 +67,31 @@ def _sqlite_pragmas(dbapi_conn: Any, *extra: str) -> None:
     cur.close()
 
 
-def make_read_engine(url: str) -> AsyncEngine | None:
-    """For SQLite, a pool of read-only connections beside the one writer: in WAL mode readers
-    see the last commit and neither wait for the writer nor make it wait, so a report or a list
-    does not hold up the consumers. None elsewhere (PostgreSQL's pool serves both)."""
-    if not is_sqlite(url):
-        return None
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=4, max_overflow=4)
+def _sqlite_engine(url: str, begin: str, *pragmas: str, **kwargs: Any) -> AsyncEngine:
+    """A SQLite engine whose connections get the pragmas (WAL, busy timeout... and ``pragmas``) and
+    whose transactions begin with ``begin`` (SQLAlchemy, not the driver, decides when)."""
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_conn, "query_only=ON")
+        _sqlite_pragmas(dbapi_conn, *pragmas)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # A read transaction: every read of one session sees the same commit (its first read's),
-        # where each statement on its own would see the last one.
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(begin)
 
     return engine
+
+
+def make_read_engine(url: str) -> AsyncEngine | None:
+    """For SQLite, a pool of read-only connections beside the one writer: in WAL mode readers
+    neither wait for the writer nor make it wait, so a report or a list does not hold up the
+    consumers. Each transaction is a read transaction: every read of one session sees the commit
+    its first read saw (each statement on its own would see the last one). None elsewhere
+    (PostgreSQL's pool serves both)."""
+    if not is_sqlite(url):
+        return None
+    return _sqlite_engine(url, "BEGIN", "query_only=ON", pool_size=4, max_overflow=4)
 
 
 def one_snapshot(session: Session) -> None:
@@ -119,17 +125,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 1)
     kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_timeout", 60)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_conn)
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    return _sqlite_engine(url, "BEGIN IMMEDIATE", **kwargs)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
