@@ -11,7 +11,7 @@ the session/completion facts (for ranges that are no pre-aggregated period) are 
 file (kept in ``var/bench/``, reused by later runs), then each query is timed through the same code
 the HTTP route runs (``run_report`` + ``render``), and through the HTTP app itself.
 
-    .venv/bin/python bench/reporting_summary.py [--cases 1000000] [--runs 40] [--rebuild-db]
+    .venv/bin/python bench/reporting_summary.py [--cases 1000000] [--runs 40] [--rebuild-db | --rebuild-cube]
 
 Prints p50 and p95 in ms per query.
 """
@@ -49,9 +49,14 @@ BLOCK = 1000
 POOL = 20
 
 
-def build(path: Path, n_cases: int) -> None:
-    path.unlink(missing_ok=True)
+def build(path: Path, n_cases: int, *, cube_only: bool = False) -> None:
+    """Write the projection of ``n_cases`` to ``path``; with ``cube_only``, only its cube again (after
+    a change to the cells a figure is written to: the facts and case categories stay as they are)."""
+    if not cube_only:
+        path.unlink(missing_ok=True)
     engine = create_engine(f"sqlite:///{path}")
+    if cube_only:
+        LIVE.cube.drop(engine, checkfirst=True)
     metadata.create_all(engine)
     phases = Phases.of(PHASES)
     started = time.perf_counter()
@@ -78,7 +83,7 @@ def build(path: Path, n_cases: int) -> None:
             cube[cell] += value * times
     with engine.begin() as conn:
         increment_cells(conn, LIVE.cube, cube.items())
-    for block in range(blocks):
+    for block in range(0 if not cube_only else blocks, blocks):
         _, state, case_ids = pool[block % POOL]
         suffix = f"-b{block:07d}"
         rehash = {h: HASHER("case", case_id + suffix) for h, case_id in case_ids.items()}
@@ -95,7 +100,7 @@ def build(path: Path, n_cases: int) -> None:
         if block % 100 == 0:
             print(f"  facts of {(block + 1) * BLOCK:>9,} cases written", flush=True)
     with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
+        conn.exec_driver_sql(f"ANALYZE {LIVE.cube.name}" if cube_only else "ANALYZE")
     print(
         f"built {n_cases:,} cases ({events:,} events, {len(cube):,} cells) in {time.perf_counter() - started:.0f} s"
     )
@@ -195,12 +200,18 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--rebuild-db", action="store_true")
+    parser.add_argument(
+        "--rebuild-cube", action="store_true", help="write the cube again, keep the facts (minutes, not ~20)"
+    )
     args = parser.parse_args()
     path = Path("var/bench") / f"reporting-{args.cases}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     if args.rebuild_db or not path.exists():
         print(f"building a projection of {args.cases:,} cases in {path} ...", flush=True)
         build(path, args.cases)
+    elif args.rebuild_cube:
+        print(f"writing the cube of {args.cases:,} cases in {path} again ...", flush=True)
+        build(path, args.cases, cube_only=True)
     print(f"summary query over {args.cases:,} cases (run_report + render, in process):")
     settle_heap()  # as every service does once started (shared/runtime.py)
     time_queries(path, args.runs)

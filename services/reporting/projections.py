@@ -211,8 +211,9 @@ class Projection:
 
     def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
         """Add to the cells of ``periods``: every roll-up (no category, each category alone, all
-        four) for months and longer; for days only none and all four (days are summed rarely); for
-        years all but all four (as many cells as the months they sum, for the reports read least)."""
+        four); for years all but all four (as many cells as the months they sum, for the reports
+        read least). Days have each category alone too: a range of days grouped by one would
+        otherwise sum and group every day's cells with all four (most of its time)."""
         (channel, migration, return_kind, age), pending = self._dims(case_hash)
         if c.channel is not None:
             channel = c.channel
@@ -223,11 +224,10 @@ class Projection:
             cells.append((period, province, category, R, R, R, R, metric))
             if period[0] != "Y" or metric in DISTINCT_METRICS:
                 cells.append((period, province, category, channel, migration, return_kind, age, metric))
-            if period[0] != "D":
-                cells.append((period, province, category, channel, R, R, R, metric))
-                cells.append((period, province, category, R, migration, R, R, metric))
-                cells.append((period, province, category, R, R, return_kind, R, metric))
-                cells.append((period, province, category, R, R, R, age, metric))
+            cells.append((period, province, category, channel, R, R, R, metric))
+            cells.append((period, province, category, R, migration, R, R, metric))
+            cells.append((period, province, category, R, R, return_kind, R, metric))
+            cells.append((period, province, category, R, R, R, age, metric))
         self.state.bump_all(cells, c.delta)
         if pending:
             assert case_hash is not None

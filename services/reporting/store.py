@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -64,7 +64,6 @@ from services.reporting.projections import (
     previous_days,
 )
 from shared.db import UtcDateTime
-from shared.provinces import all_provinces
 
 metadata = MetaData()
 
@@ -146,30 +145,38 @@ def projection_tables(md: MetaData, suffix: str = "") -> ProjectionTables:
     )
     # A distinct count over a day range that is no kept period subtracts, from her facts in it
     # (counted per day in the cube, ``domain.FACT_COUNT``), those whose previous fact is in it too:
-    # these indexes find them by previous day, one range per province (distinct_rows always names
-    # them), covering what the count is grouped or filtered by. Range facts only (about one in
-    # nine), and completed referrals only for the previous day of the same category.
+    # these indexes find them: a seek per (previous day, kind) in the range (distinct_rows names
+    # each day), then its days up to the range's end, covering what the count is grouped or
+    # filtered by. Sessions and completed referrals with a previous one only; for the previous
+    # day of the same category, completed referrals only. Why this order, found by the plan test
+    # once ANALYZE had run: led by (kind, province), SQLite read one index for the other's query
+    # (no seek on the previous day); with the province before the day, it read past the range's
+    # end rather than seek each province; with first facts in (NULL previous day, most completed
+    # referrals in their category), it took the previous day for unselective and scanned.
+    repeats = and_(range_facts(facts.c.kind), facts.c.previous_day.is_not(None))
+    category_repeats = and_(
+        facts.c.kind == literal_column("'completed'"), facts.c.previous_category_day.is_not(None)
+    )
     Index(
         f"ix_rpt_fact{suffix}_previous",
-        facts.c.kind,
-        facts.c.province,
         facts.c.previous_day,
+        facts.c.kind,
         facts.c.day,
+        facts.c.province,
         *(facts.c[name] for name in DIMENSIONS),
-        sqlite_where=range_facts(facts.c.kind),
-        postgresql_where=range_facts(facts.c.kind),
+        sqlite_where=repeats,
+        postgresql_where=repeats,
     )
-    completed = facts.c.kind == literal_column("'completed'")
     Index(
         f"ix_rpt_fact{suffix}_previous_category",
-        facts.c.kind,
-        facts.c.province,
         facts.c.previous_category_day,
+        facts.c.kind,
         facts.c.day,
+        facts.c.province,
         facts.c.category,
         *(facts.c[name] for name in DIMENSIONS),
-        sqlite_where=completed,
-        postgresql_where=completed,
+        sqlite_where=category_repeats,
+        postgresql_where=category_repeats,
     )
     # A woman's facts, to set the previous days when one of hers is added (link_facts); covering,
     # so that the planner takes it over the index above even without statistics (a fresh rebuild).
@@ -226,8 +233,9 @@ counts = LIVE.cube
 #: the streams before the consumers start (``rebuild.ensure_layout``). 1: the first; 2: facts
 #: carry their previous days, additive figures are kept per year; 3: range facts carry her case's
 #: categories; 4: a histogram of days is one row with its pairs; 5: range facts counted per day
-#: (``domain.FACT_COUNT``), facts indexed by their previous day.
-LAYOUT = 5
+#: (``domain.FACT_COUNT``), facts indexed by their previous day; 6: days kept per case category
+#: alone too, facts indexed by each previous day, first facts left out of those indexes.
+LAYOUT = 6
 layout = Table("rpt_layout", metadata, Column("version", Integer, primary_key=True, autoincrement=False))
 
 
@@ -708,14 +716,12 @@ class CubeQuery:
 
 
 def _level(q: CubeQuery) -> str:
-    """The roll-up a query reads: ``all``, one case category (grouped or filtered by it alone,
-    over months or phases), or ``full``."""
+    """The roll-up a query reads: ``all``, one case category (grouped or filtered by it alone), or
+    ``full``."""
     used = {g for g in q.group_by if g != "province"} | {d for d, _ in q.filters}
     if not used:
         return "all"
-    if len(used) == 1 and q.additive is not None and not q.additive[0].startswith("D"):
-        return used.pop()
-    return "full"
+    return used.pop() if len(used) == 1 else "full"
 
 
 def _cell_per_row(q: CubeQuery, level: str) -> bool:
@@ -789,6 +795,10 @@ def cube_rows(
     return rows
 
 
+#: Longest range of days whose previous days distinct_rows names one by one (a few years).
+MAX_DAYS_NAMED = 1200
+
+
 def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIVE) -> list[tuple[Any, ...]]:
     """What to take away from her facts in a range of days (which :func:`cube_rows` reads, summed
     from the days) to count distinct women: ``(group values..., category, metric, -n)``.
@@ -799,9 +809,6 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
     an index by previous day reads just them: ``previous day in lo..hi and day <= hi``."""
     f = tables.facts
     lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
-    # Every province by name when none is asked for: a seek per province in the index, where
-    # "any province" would read the facts of every day of the kind.
-    provinces = q.provinces or tuple(p.code for p in all_provinces())
     out: list[tuple[Any, ...]] = []
     # Her case's categories are on each range fact (and in the indexes): no join.
     groups = [f.c[g] for g in q.group_by]
@@ -812,8 +819,19 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
     )
     for kind, metric, previous, per_category in reads:
         named = f.c.kind == literal_column(f"'{kind}'")  # a literal: see range_facts
-        again = select(*groups).select_from(f).where(named, f.c.province.in_(provinces))
-        again = again.where(previous >= lo, previous <= hi, f.c.day <= hi)  # previous <= day
+        again = select(*groups).select_from(f).where(named)
+        if q.provinces:
+            again = again.where(f.c.province.in_(q.provinces))
+        # previous <= day. Each previous day by name: a seek for (previous day, kind), then its
+        # days up to hi, the repeats and nothing else; a range of previous days would also read
+        # every fact after hi whose previous one is in the range (three times as many).
+        days = (hi - lo).days + 1
+        within = (
+            previous.in_([lo + timedelta(n) for n in range(days)])
+            if days <= MAX_DAYS_NAMED
+            else previous.between(lo, hi)
+        )
+        again = again.where(previous.is_not(None), within, f.c.day <= hi)  # as the indexes say
         for name, value in q.filters:
             again = again.where(f.c[name] == value)
         if per_category:

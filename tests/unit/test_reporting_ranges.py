@@ -216,22 +216,35 @@ def test_women_over_days_with_repeated_facts_of_one_category() -> None:
     assert repeated > 100  # most ranges hold women with several facts of one kind and category
 
 
-def test_a_year_grouped_by_one_category_is_read_whole_not_summed_from_months() -> None:
+@pytest.mark.parametrize(
+    ("start", "end", "dimension", "removed_level", "removed_periods"),
+    [
+        # A year is read whole, not summed from its months: without the months of that roll-up,
+        # only the year's cells can answer.
+        (date(2025, 1, 1), date(2025, 12, 31), "return_kind", "return_kind", "M%"),
+        # Days are read from their cells of that category alone: without the days' cells with all
+        # four, only those can answer.
+        (date(2025, 6, 15), date(2025, 7, 14), "age_band", "full", "D%"),
+    ],
+    ids=["year-not-months", "days-not-all-four"],
+)
+def test_a_range_grouped_by_one_category_reads_the_cells_of_that_category(
+    start: date, end: date, dimension: str, removed_level: str, removed_periods: str
+) -> None:
     engine = tables_of(project(HISTORY.events))
-    with engine.begin() as conn:  # without the months of that roll-up, only the year's cells can answer
+    with engine.begin() as conn:
         cube = LIVE.cube.c
-        conn.execute(delete(LIVE.cube).where(cube.level == "return_kind", cube.period.like("M%")))
-    start, end = date(2025, 1, 1), date(2025, 12, 31)
-    groups = grouped_from(engine, start, end, ("province", "return_kind"))
-    assert groups
-    for (province, return_kind), actual in groups.items():
-        if return_kind == "none":  # community activities, not a case
+        conn.execute(delete(LIVE.cube).where(cube.level == removed_level, cube.period.like(removed_periods)))
+    groups = grouped_from(engine, start, end, ("province", dimension))
+    assert len(groups) > 5
+    for (province, value), actual in groups.items():
+        if value == "none":  # community activities, not a case
             continue
 
-        def of_kind(c: CaseRecord, wanted: str = return_kind) -> bool:
-            return c.return_kind == wanted
+        def of_value(c: CaseRecord, wanted: str = value) -> bool:
+            return bool(getattr(c, dimension) == wanted)
 
-        assert_matches(actual, expected(HISTORY, start, end, {province}, of_kind))
+        assert_matches(actual, expected(HISTORY, start, end, {province}, of_value))
 
 
 def fact_plans(engine: Engine) -> list[str]:
@@ -267,14 +280,15 @@ def test_range_facts_are_read_through_their_partial_indexes(analyzed: bool) -> N
             conn.exec_driver_sql("ANALYZE")
     plans = fact_plans(engine)
     # Each report reads the facts whose previous one is in the range three times (sessions;
-    # completed referrals in all and per category), a grouped one no more for its totals; each by a
-    # range of previous days in its index, no fact of another day read. Then linking reads a
-    # woman's facts once.
+    # completed referrals in all and per category), a grouped one no more for its totals; each by
+    # its own index, a seek per previous day in the range and then its days up to the range's end:
+    # no fact after the range read. Then linking reads a woman's facts once.
     assert len(plans) == 3 * 3 + 1
     for n, p in enumerate(plans[:-1]):
         column = "previous_category_day" if n % 3 == 2 else "previous_day"
         index = "ix_rpt_fact_previous_category" if n % 3 == 2 else "ix_rpt_fact_previous"
+
         assert p.startswith(
-            f"SEARCH rpt_fact USING COVERING INDEX {index} (kind=? AND province=? AND {column}>? AND {column}<?)"
+            f"SEARCH rpt_fact USING COVERING INDEX {index} ({column}=? AND kind=? AND day<?)"
         ), p
     assert plans[-1].startswith("SEARCH rpt_fact USING COVERING INDEX ix_rpt_fact_case (case_hash=?")
