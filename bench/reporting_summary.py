@@ -12,6 +12,7 @@ file (kept in ``var/bench/``, reused by later runs), then each query is timed th
 the HTTP route runs (``run_report`` + ``render``), and through the HTTP app itself.
 
     .venv/bin/python bench/reporting_summary.py [--cases 1000000] [--runs 40] [--rebuild-db | --rebuild-cube]
+        [--postgres [DSN] [--load-postgres]]
 
 Prints p50 and p95 in ms per query.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import statistics
 import sys
 import time
@@ -30,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import Date, create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from services.reporting import api
@@ -40,6 +42,7 @@ from services.reporting.queries import render
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import LIVE, CubeQuery, increment_cells, insert_facts, metadata
 from shared.auth import Role, mint_token
+from shared.db import make_engine, make_sessionmaker
 from shared.events import CaseOpened
 from shared.runtime import Runtime, create_http_app, settle_heap
 from shared.settings import PlatformSettings
@@ -193,6 +196,102 @@ async def time_http(path: Path, runs: int) -> None:
     await rt.engine.dispose()
 
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/osso_bench_reporting"
+
+
+async def load_postgres(path: Path, dsn: str) -> None:
+    """Copy the SQLite projection into a fresh PostgreSQL database (COPY, indexes after, ANALYZE)."""
+    import asyncpg
+
+    admin_dsn, _, name = dsn.rpartition("/")
+    admin = await asyncpg.connect(f"{admin_dsn}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    engine = make_engine(_async_url(dsn))
+    tables = (LIVE.cube, LIVE.facts, LIVE.cases)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: metadata.create_all(c, tables=list(tables)))
+        for table in tables:
+            for index in table.indexes:
+                await conn.run_sync(index.drop)
+    await engine.dispose()
+    source = sqlite3.connect(path)
+    target = await asyncpg.connect(dsn)
+    started = time.perf_counter()
+    try:
+        for table in tables:
+            columns = [c.name for c in table.columns]
+            rows = source.execute(f"SELECT {', '.join(columns)} FROM {table.name}")
+            convert = [(date.fromisoformat if isinstance(c.type, Date) else None) for c in table.columns]
+            while batch := rows.fetchmany(100_000):
+                records = [
+                    tuple(v if f is None or v is None else f(v) for v, f in zip(row, convert, strict=True))
+                    for row in batch
+                ]
+                await target.copy_records_to_table(table.name, records=records, columns=columns)
+            print(f"  {table.name} copied ({time.perf_counter() - started:.0f} s)", flush=True)
+    finally:
+        await target.close()
+        source.close()
+    engine = make_engine(_async_url(dsn))
+    async with engine.begin() as conn:
+        for table in tables:
+            for index in table.indexes:
+                await conn.run_sync(index.create)
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("VACUUM ANALYZE")
+    await engine.dispose()
+    print(f"  indexed and analysed ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+async def _has_projection(dsn: str) -> bool:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        return False
+    try:
+        return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", LIVE.cube.name))
+    finally:
+        await conn.close()
+
+
+def _async_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def time_postgres(dsn: str, runs: int) -> None:
+    """The same queries on PostgreSQL, as the HTTP route runs them (an async session, run_sync)."""
+    engine = make_engine(_async_url(dsn))
+    phases = Phases.of(PHASES)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            count = await session.scalar(select(func.count()).select_from(LIVE.cube))
+        print(f"cube rows: {count:,}")
+        for name, spec in QUERIES:
+            where = plan(spec.get("start"), spec.get("end"), phases)
+            q = CubeQuery(
+                where.additive, where.distinct, spec.get("start"), spec.get("end"),
+                spec.get("provinces", ()), spec.get("group_by", ()),
+            )  # fmt: skip
+            times = []
+            for n in range(runs + 1):
+                t = time.perf_counter()
+                async with make_sessionmaker(engine)() as session:
+                    await session.run_sync(lambda s, q=q: render(api.run_report(s, q)))
+                if n:  # the first is a warm-up
+                    times.append((time.perf_counter() - t) * 1000)
+            p95 = statistics.quantiles(times, n=20)[-1]
+            print(f"  {name:<45} p50 {statistics.median(times):7.1f} ms   p95 {p95:7.1f} ms")
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,6 +299,16 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--rebuild-db", action="store_true")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=POSTGRES,
+        metavar="DSN",
+        help=f"time the queries on PostgreSQL too (a copy of the SQLite projection; default {POSTGRES})",
+    )
+    parser.add_argument(
+        "--load-postgres", action="store_true", help="copy the projection to PostgreSQL again"
+    )
     parser.add_argument(
         "--rebuild-cube", action="store_true", help="write the cube again, keep the facts (minutes, not ~20)"
     )
@@ -217,6 +326,13 @@ def main() -> None:
     time_queries(path, args.runs)
     print("through the HTTP app (in process, audit write included):")
     asyncio.run(time_http(path, args.runs))
+    if args.postgres:
+        fresh = args.load_postgres or args.rebuild_db or args.rebuild_cube
+        if fresh or not asyncio.run(_has_projection(args.postgres)):
+            print(f"copying the projection to {args.postgres} ...", flush=True)
+            asyncio.run(load_postgres(path, args.postgres))
+        print(f"summary query over {args.cases:,} cases on PostgreSQL (async session, as the route):")
+        asyncio.run(time_postgres(args.postgres, args.runs))
 
 
 if __name__ == "__main__":
