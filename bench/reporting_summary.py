@@ -36,7 +36,7 @@ from sqlalchemy import Date, create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from services.reporting import api
-from services.reporting.periods import Phases, plan
+from services.reporting.periods import Phases
 from services.reporting.projections import RANGE_KINDS, MemoryState, Projection, previous_days
 from services.reporting.queries import render
 from services.reporting.settings import ReportingSettings
@@ -141,17 +141,19 @@ QUERIES: list[tuple[str, dict]] = [
 ]
 
 
+def query_of(spec: dict, phases: Phases) -> CubeQuery:
+    return CubeQuery.over(
+        spec.get("start"), spec.get("end"), phases, spec.get("provinces", ()), spec.get("group_by", ())
+    )
+
+
 def time_queries(path: Path, runs: int) -> None:
     engine = create_engine(f"sqlite:///{path}")
     phases = Phases.of(PHASES)
     with Session(engine) as session:
         print(f"cube rows: {session.execute(select(func.count()).select_from(LIVE.cube)).scalar():,}")
         for name, spec in QUERIES:
-            where = plan(spec.get("start"), spec.get("end"), phases)
-            q = CubeQuery(
-                where.additive, where.distinct, spec.get("start"), spec.get("end"),
-                spec.get("provinces", ()), spec.get("group_by", ()),
-            )  # fmt: skip
+            q = query_of(spec, phases)
             render(api.run_report(session, q))  # warm-up, not timed: pages from disk, statement cache
             times = []
             for _ in range(runs):
@@ -274,11 +276,7 @@ async def time_postgres(dsn: str, runs: int) -> None:
             count = await session.scalar(select(func.count()).select_from(LIVE.cube))
         print(f"cube rows: {count:,}")
         for name, spec in QUERIES:
-            where = plan(spec.get("start"), spec.get("end"), phases)
-            q = CubeQuery(
-                where.additive, where.distinct, spec.get("start"), spec.get("end"),
-                spec.get("provinces", ()), spec.get("group_by", ()),
-            )  # fmt: skip
+            q = query_of(spec, phases)
             times = []
             for n in range(runs + 1):
                 t = time.perf_counter()

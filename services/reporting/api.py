@@ -20,7 +20,7 @@ from services.reporting.domain import DISTINCT_METRICS
 from services.reporting.donor import FIGURE_METRICS, donor_report
 from services.reporting.exports import to_csv, to_xlsx
 from services.reporting.keys import phases_for
-from services.reporting.periods import key_for_range, months_between, parse_period, plan
+from services.reporting.periods import key_for_range, months_between, parse_period
 from services.reporting.queries import GROUPS, Block, Report, blocks, flat_table, render
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import CubeQuery, audit, cube_rows, distinct_rows, record_audit
@@ -189,16 +189,7 @@ def build_router(rt: Runtime) -> APIRouter:
         unknown = [g for g in groups if g not in GROUPS]
         if unknown:
             raise BadQuery(f"group_by: unknown dimension {unknown[0]!r}; use {', '.join(GROUPS)}")
-        where = plan(from_, to, phases)
-        q = CubeQuery(
-            additive=where.additive,
-            distinct=where.distinct,
-            start=from_,
-            end=to,
-            provinces=scope,
-            group_by=groups,
-            filters=tuple((d, v) for d, v in filters.items() if v),
-        )
+        q = CubeQuery.over(from_, to, phases, scope, groups, tuple((d, v) for d, v in filters.items() if v))
         async with rt.read_sessions() as session:
             report = await session.run_sync(run_report, q)
         k = view_k(who, view)

@@ -72,17 +72,69 @@ def distinct_keys(d: date, phases: Phases) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Block:
+    """A part of a range of days: a kept period (``key``: a month, quarter or year) or days (None)."""
+
+    start: date
+    end: date
+    key: str | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """Where a report over a range reads its figures: ``additive`` period keys (``M*`` = every month;
     None = sum the days of the range; a year's key stands for its months where it is not kept, see
-    :func:`year_months`) and the ``distinct`` key (None = count from the facts)."""
+    :func:`year_months`) and the ``distinct`` key (None = count from the facts). A range that is no
+    kept period but holds whole months is read in ``blocks`` (see :func:`split`): its additive keys
+    are its months and the days at either end, its distinct women are those of its kept periods
+    and its days, less the repeats across blocks read from the facts."""
 
     additive: tuple[str, ...] | None
     distinct: str | None
+    blocks: tuple[Block, ...] = ()
+
+
+def split(start: date, end: date) -> tuple[Block, ...]:
+    """``start``..``end`` as the longest kept periods that fit (years, quarters, months, from the
+    start) and the days left before the first and after the last."""
+    out: list[Block] = []
+    d = start
+    while d <= end:
+        found = None
+        if d.day == 1:
+            last_month = month_range(d.year, d.month)[1]
+            for period_end, key in (
+                (date(d.year, 12, 31) if d.month == 1 else None, year_key(d)),
+                (month_range(d.year, d.month + 2)[1] if d.month % 3 == 1 else None, quarter_key(d)),
+                (last_month, month_key(d)),
+            ):
+                if period_end is not None and period_end <= end:
+                    found = Block(d, period_end, key)
+                    break
+        if found is None:  # days: to the end of the month, or of the range
+            found = Block(d, min(end, month_range(d.year, d.month)[1]))
+        out.append(found)
+        d = found.end + timedelta(days=1)
+    return tuple(out)
+
+
+def block_keys(blocks: tuple[Block, ...]) -> tuple[str, ...]:
+    """The additive period keys of ``blocks``: their days, and the months of their kept periods."""
+    out: list[str] = []
+    for b in blocks:
+        if b.key is None:
+            out += [day_key(b.start + timedelta(days=n)) for n in range((b.end - b.start).days + 1)]
+        else:
+            out += months_between(b.start, b.end)
+    return tuple(out)
 
 
 def plan(start: date | None, end: date | None, phases: Phases) -> Plan:
     key = key_for_range(start, end, phases)
+    if key is None and start is not None and end is not None:
+        blocks = split(start, end)
+        if any(b.key for b in blocks):
+            return Plan(block_keys(blocks), None, blocks)
     if key is None or key.startswith("D"):
         return Plan((key,) if key else None, None)
     if key == ALL:

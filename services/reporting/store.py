@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import product
 from typing import Any
 
 from sqlalchemy import (
@@ -50,7 +51,7 @@ from services.reporting.domain import (
     join_pairs,
     parse_pairs,
 )
-from services.reporting.periods import ALL_MONTHS, year_months
+from services.reporting.periods import ALL_MONTHS, Block, Phases, plan, year_months
 from services.reporting.projections import (
     DIMENSIONS,
     PENDING,
@@ -713,6 +714,22 @@ class CubeQuery:
     provinces: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()  # province and/or case dimensions
     filters: tuple[tuple[str, str], ...] = ()  # (dimension, value)
+    #: The kept periods and days a range is read in, when it holds whole months (``periods.plan``).
+    blocks: tuple[Block, ...] = ()
+
+    @classmethod
+    def over(
+        cls,
+        start: date | None,
+        end: date | None,
+        phases: Phases,
+        provinces: tuple[str, ...] = (),
+        group_by: tuple[str, ...] = (),
+        filters: tuple[tuple[str, str], ...] = (),
+    ) -> CubeQuery:
+        """The query of a report over ``start``..``end`` (None: open), as ``periods.plan`` reads it."""
+        where = plan(start, end, phases)
+        return cls(where.additive, where.distinct, start, end, provinces, group_by, filters, where.blocks)
 
 
 def _level(q: CubeQuery) -> str:
@@ -789,14 +806,42 @@ def cube_rows(
             (*row[:at], row[at][len(FACT_COUNT) :], *row[at + 1 :]) if row[at] in FACT_COUNTS else tuple(row)
             for row in found
         ]
-    if q.distinct is not None and (metrics is None or set(metrics) & set(DISTINCT_METRICS)):
-        distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
-        rows += [tuple(row) for row in session.execute(distinct).all()]
+    if metrics is None or set(metrics) & set(DISTINCT_METRICS):
+        if q.distinct is not None:
+            distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
+            rows += [tuple(row) for row in session.execute(distinct).all()]
+        elif kept := [b.key for b in q.blocks if b.key]:
+            # The women of each kept period of the range, added up: distinct_rows takes away the
+            # repeats across blocks.
+            distinct = select_from(False).where(t.c.period.in_(kept), t.c.metric.in_(DISTINCT_METRICS))
+            rows += [tuple(row) for row in session.execute(distinct).all()]
     return rows
 
 
 #: Longest range of days whose previous days distinct_rows names one by one (a few years).
 MAX_DAYS_NAMED = 1200
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def _repeat_parts(
+    q: CubeQuery, lo: date, hi: date
+) -> list[tuple[list[date] | tuple[date, date], date | None]]:
+    """Which facts distinct_rows takes away, as (their previous days, and the day they must come
+    after or None): a previous day in the range's days (all of them, or its blocks of days), up to
+    ``hi``; one in a kept period of the range, after that period (a repeat within it is counted
+    once in its women already). A kept period that ends the range has none."""
+    if not q.blocks:
+        long = (hi - lo).days + 1 > MAX_DAYS_NAMED
+        return [((lo, hi) if long else _days(lo, hi), None)]
+    out: list[tuple[list[date] | tuple[date, date], date | None]] = []
+    days = [d for b in q.blocks if b.key is None for d in _days(b.start, b.end)]
+    if days:
+        out.append((days, None))
+    out += [(_days(b.start, b.end), b.end) for b in q.blocks[:-1] if b.key is not None]
+    return out
 
 
 def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIVE) -> list[tuple[Any, ...]]:
@@ -806,7 +851,12 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
     A woman is counted by her first fact in the range: of her facts in it, the others are those
     whose previous one (of her facts of that kind in that province, and of that category) is in the
     range too. They are few beside her facts (a range of days holds most women once or twice), and
-    an index by previous day reads just them: ``previous day in lo..hi and day <= hi``."""
+    an index by previous day reads just them: ``previous day in lo..hi and day <= hi``.
+
+    A range read in blocks (``CubeQuery.blocks``) starts from the women of each kept period in it
+    (her first fact in each) and her facts on its other days: what to take away is then her
+    repeats but those within one kept period (see :func:`_repeat_parts`), a third of them or less
+    over most of a year."""
     f = tables.facts
     lo, hi = q.start or date(1900, 1, 1), q.end or date(9999, 12, 31)
     out: list[tuple[Any, ...]] = []
@@ -817,7 +867,7 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
         ("completed", "women_supported", f.c.previous_day, False),
         ("completed", "women_supported", f.c.previous_category_day, True),
     )
-    for kind, metric, previous, per_category in reads:
+    for (kind, metric, previous, per_category), (starts, after) in product(reads, _repeat_parts(q, lo, hi)):
         named = f.c.kind == literal_column(f"'{kind}'")  # a literal: see range_facts
         again = select(*groups).select_from(f).where(named)
         if q.provinces:
@@ -825,13 +875,10 @@ def distinct_rows(session: Session, q: CubeQuery, tables: ProjectionTables = LIV
         # previous <= day. Each previous day by name: a seek for (previous day, kind), then its
         # days up to hi, the repeats and nothing else; a range of previous days would also read
         # every fact after hi whose previous one is in the range (three times as many).
-        days = (hi - lo).days + 1
-        within = (
-            previous.in_([lo + timedelta(n) for n in range(days)])
-            if days <= MAX_DAYS_NAMED
-            else previous.between(lo, hi)
-        )
+        within = previous.in_(starts) if isinstance(starts, list) else previous.between(*starts)
         again = again.where(previous.is_not(None), within, f.c.day <= hi)  # as the indexes say
+        if after is not None:
+            again = again.where(f.c.day > after)
         for name, value in q.filters:
             again = again.where(f.c[name] == value)
         if per_category:

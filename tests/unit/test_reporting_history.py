@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from services.reporting.api import run_report
-from services.reporting.periods import Phases, plan
+from services.reporting.periods import Phases
 from services.reporting.projections import Hasher, MemoryState, Projection
 from services.reporting.queries import render
 from services.reporting.store import LIVE, CubeQuery, metadata, write_memory_state
@@ -400,8 +400,7 @@ def _flat(block: dict) -> dict[str, float | int | None]:
 def figures_from(
     engine: Engine, start: date | None, end: date | None, provinces: set[str] | None = None
 ) -> dict[str, float | int | None]:
-    where = plan(start, end, Phases.of(PHASES))
-    q = CubeQuery(where.additive, where.distinct, start, end, tuple(sorted(provinces or ())))
+    q = CubeQuery.over(start, end, Phases.of(PHASES), tuple(sorted(provinces or ())))
     with Session(engine) as session:
         return _flat(render(run_report(session, q)))
 
@@ -409,8 +408,7 @@ def figures_from(
 def grouped_from(
     engine: Engine, start: date | None, end: date | None, group_by: tuple[str, ...]
 ) -> dict[tuple[str, ...], dict[str, float | int | None]]:
-    where = plan(start, end, Phases.of(PHASES))
-    q = CubeQuery(where.additive, where.distinct, start, end, (), group_by)
+    q = CubeQuery.over(start, end, Phases.of(PHASES), (), group_by)
     with Session(engine) as session:
         rendered = render(run_report(session, q))
     return {tuple(row["group"][g] for g in group_by): _flat(row) for row in rendered["rows"]}
@@ -501,11 +499,10 @@ def test_a_grouped_report_has_the_totals_of_the_same_report_ungrouped(
 ) -> None:
     """The totals of a grouped report are its groups added up, but for distinct women (read for
     the total itself): the same as the report without groups, histograms and medians included."""
-    where = plan(start, end, Phases.of(PHASES))
-    q = CubeQuery(where.additive, where.distinct, start, end, (), group_by)
+    q = CubeQuery.over(start, end, Phases.of(PHASES), (), group_by)
     with Session(history_tables()) as session:
         grouped = render(run_report(session, q))
-        alone = render(run_report(session, CubeQuery(where.additive, where.distinct, start, end)))
+        alone = render(run_report(session, CubeQuery.over(start, end, Phases.of(PHASES))))
     assert len(grouped["rows"]) > 1
     assert grouped["totals"]["median_days_to_completion"] is not None
     assert grouped["totals"] == alone["totals"]

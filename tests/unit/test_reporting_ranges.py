@@ -141,18 +141,18 @@ def test_live_batches_in_any_order_keep_facts_as_the_rebuild_does(batch: int) ->
     assert stored == range_fact_rows(tables_of(state))  # what the rebuild writes
 
 
-def repeat_history(rng: random.Random) -> tuple[list[Event], list[tuple[str, str, str, str, date]]]:
+def repeat_history(
+    rng: random.Random, first: datetime = datetime(2025, 6, 1, 9, tzinfo=UTC), days: int = 45
+) -> tuple[list[Event], list[tuple[str, str, str, str, date]]]:
     """Cases of the history given several sessions and completed referrals of one category within
-    weeks (the history has one referral per category and case): ``(events, [(kind, province, case
-    id, category, day)])``."""
+    ``days`` from ``first`` (the history has one referral per category and case): ``(events,
+    [(kind, province, case id, category, day)])``."""
     opened = [e for e in HISTORY.events if isinstance(e, CaseOpened) and e.province_scheme == "vn-2025"][:30]
     events: list[Event] = list(opened)
     seen = []
     for n in range(400):
         case = rng.choice(opened)
-        at = datetime(2025, 6, 1, 9, tzinfo=UTC) + timedelta(
-            days=rng.randint(0, 45), hours=rng.randint(0, 20)
-        )
+        at = first + timedelta(days=rng.randint(0, days), hours=rng.randint(0, 20))
         if rng.random() < 0.5:
             event: Event = SessionRecorded(
                 case_id=case.case_id, province=case.province, session_id=f"s{n}", channel=Channel.HOTLINE,
@@ -170,12 +170,23 @@ def repeat_history(rng: random.Random) -> tuple[list[Event], list[tuple[str, str
     return events, seen
 
 
-def test_women_over_days_with_repeated_facts_of_one_category() -> None:
+@pytest.mark.parametrize(
+    ("first", "days", "longest"),
+    [
+        (datetime(2025, 6, 1, 9, tzinfo=UTC), 45, 20),  # ranges of days only
+        # Ranges holding whole months and quarters, read in blocks (periods.split).
+        (datetime(2025, 3, 20, 9, tzinfo=UTC), 150, 130),
+    ],
+    ids=["days", "blocks"],
+)
+def test_women_over_days_with_repeated_facts_of_one_category(
+    first: datetime, days: int, longest: int
+) -> None:
     """Women reached and supported (in all and per category) over ranges of days where many of
     them have several facts, of one category too, against a count of the women themselves; the
     facts applied in live batches, shuffled (previous days linked as they come)."""
     rng = random.Random(5)
-    events, seen = repeat_history(rng)
+    events, seen = repeat_history(rng, first, days)
     rng.shuffle(events)
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
@@ -187,10 +198,11 @@ def test_women_over_days_with_repeated_facts_of_one_category() -> None:
         for e in events
         if isinstance(e, CaseOpened)
     }
-    repeated = 0
+    repeated = blocked = 0
     for _ in range(25):
-        lo = date(2025, 6, 1) + timedelta(days=rng.randint(0, 40))
-        hi = lo + timedelta(days=rng.randint(0, 20))
+        lo = first.date() + timedelta(days=rng.randint(0, 40))
+        hi = lo + timedelta(days=rng.randint(0, longest))
+        blocked += bool(CubeQuery.over(lo, hi, Phases.of(PHASES)).blocks)
         inside = [(k, p, c, cat) for k, p, c, cat, day in seen if lo <= day <= hi]
         repeated += len(inside) - len({(k, p, c, cat) for k, p, c, cat in inside})
         wanted: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
@@ -214,6 +226,7 @@ def test_women_over_days_with_repeated_facts_of_one_category() -> None:
             if key:
                 assert_matches(grouped[key], figures)
     assert repeated > 100  # most ranges hold women with several facts of one kind and category
+    assert blocked > 10 if longest > 100 else blocked == 0
 
 
 @pytest.mark.parametrize(

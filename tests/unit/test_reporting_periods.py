@@ -1,0 +1,44 @@
+"""How a range of days is read: a kept period, days, or blocks of kept periods and days."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from itertools import pairwise
+
+from services.reporting.periods import Block, Phases, plan, split
+
+
+def test_a_range_holding_whole_months_is_read_in_its_longest_kept_periods() -> None:
+    assert split(date(2024, 11, 3), date(2025, 8, 17)) == (
+        Block(date(2024, 11, 3), date(2024, 11, 30)),
+        Block(date(2024, 12, 1), date(2024, 12, 31), "M2024-12"),
+        Block(date(2025, 1, 1), date(2025, 3, 31), "Q2025-1"),
+        Block(date(2025, 4, 1), date(2025, 6, 30), "Q2025-2"),
+        Block(date(2025, 7, 1), date(2025, 7, 31), "M2025-07"),
+        Block(date(2025, 8, 1), date(2025, 8, 17)),
+    )
+    assert [b.key for b in split(date(2025, 1, 1), date(2026, 3, 31))] == ["Y2025", "Q2026-1"]
+    where = plan(date(2025, 7, 1), date(2025, 8, 2), Phases())
+    assert where.distinct is None  # no kept period: women from the blocks and the facts
+    assert where.additive == ("M2025-07", "D2025-08-01", "D2025-08-02")
+
+
+def test_a_range_without_a_whole_month_is_read_from_its_days() -> None:
+    where = plan(date(2025, 6, 15), date(2025, 7, 14), Phases())
+    assert (where.additive, where.distinct, where.blocks) == (None, None, ())
+    assert plan(date(2025, 7, 1), date(2025, 7, 31), Phases()).distinct == "M2025-07"  # kept whole
+
+
+def test_blocks_cover_every_day_of_a_range_once_in_order() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        start = date(2024, 1, 1) + timedelta(days=rng.randint(0, 700))
+        end = start + timedelta(days=rng.randint(0, 800))
+        blocks = split(start, end)
+        assert blocks[0].start == start and blocks[-1].end == end
+        for before, after in pairwise(blocks):
+            assert after.start == before.end + timedelta(days=1)
+        for b in blocks:
+            if b.key is not None:  # a kept period is whole
+                assert plan(b.start, b.end, Phases()).distinct == b.key
