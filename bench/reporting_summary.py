@@ -39,8 +39,9 @@ from services.reporting import api
 from services.reporting.periods import Phases
 from services.reporting.projections import RANGE_KINDS, MemoryState, Projection, previous_days
 from services.reporting.queries import render
+from services.reporting.reads import CubeQuery
 from services.reporting.settings import ReportingSettings
-from services.reporting.store import LIVE, CubeQuery, increment_cells, insert_facts, metadata
+from services.reporting.store import LIVE, increment_cells, insert_facts, metadata
 from shared.auth import Role, mint_token
 from shared.db import make_engine, make_sessionmaker
 from shared.events import CaseOpened

@@ -22,8 +22,9 @@ from services.reporting.exports import to_csv, to_xlsx
 from services.reporting.keys import phases_for
 from services.reporting.periods import key_for_range, months_between, parse_period
 from services.reporting.queries import GROUPS, Block, Report, blocks, flat_table, render
+from services.reporting.reads import CubeQuery, cube_rows, distinct_rows
 from services.reporting.settings import ReportingSettings
-from services.reporting.store import CubeQuery, audit, cube_rows, distinct_rows, record_audit
+from services.reporting.store import audit, record_audit
 from shared.auth import PROVINCE_ROLES, Forbidden, Principal, Role, require
 from shared.db import one_snapshot
 from shared.events import AgeBand, MigrationKind, ReturnKind

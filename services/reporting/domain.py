@@ -71,7 +71,7 @@ DISTINCT_METRICS = ("women_reached", "women_supported")
 #: Per day only: how many range facts (a session; a completed referral, per category and in all)
 #: were counted, under ``f:`` and the distinct figure's name. Women over a range of days that is no
 #: kept period = her facts in it (these, summed over its days) - her facts in it whose previous one
-#: is in it too (few, read from the facts): see ``store.distinct_rows``.
+#: is in it too (few, read from the facts): see ``reads.distinct_rows``.
 FACT_COUNT = "f:"
 FACT_COUNTS = tuple(FACT_COUNT + metric for metric in DISTINCT_METRICS)
 #: Histograms of whole days (24 h) from request to acceptance / completion, one metric per value.

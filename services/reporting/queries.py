@@ -78,7 +78,7 @@ class Block:
             self.figures[metric] += value
 
     def add_histogram(self, category: str, prefix: str, pairs: str) -> None:
-        """Add a histogram given as ``days count`` pairs joined by commas (``store.cube_rows``), to
+        """Add a histogram given as ``days count`` pairs joined by commas (``reads.cube_rows``), to
         its category and to all categories."""
         if "-" in pairs:  # some figures moved (counts to take away): merge by day first
             found = [days << _SHIFT | count for days, count in parse_pairs(pairs).items()]

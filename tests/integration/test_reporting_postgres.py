@@ -21,10 +21,10 @@ from services.reporting.domain import DAYS_TO_COMPLETION
 from services.reporting.periods import Phases
 from services.reporting.projections import DIMENSIONS, RANGE_KINDS, Fact, previous_days
 from services.reporting.queries import render
+from services.reporting.reads import CubeQuery
 from services.reporting.store import (
     COMPACT_AFTER,
     LIVE,
-    CubeQuery,
     compact_histograms,
     cube_contents,
     increment_cells,

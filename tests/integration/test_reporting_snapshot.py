@@ -21,7 +21,8 @@ from services.reporting.api import run_report
 from services.reporting.batch import apply_batch
 from services.reporting.periods import Phases
 from services.reporting.queries import render
-from services.reporting.store import CubeQuery, metadata
+from services.reporting.reads import CubeQuery
+from services.reporting.store import metadata
 from shared.db import create_schema, make_engine, make_read_engine, make_sessionmaker
 from shared.events import Event, SessionRecorded
 from tests.unit.test_reporting_history import HASHER, PHASES, generate

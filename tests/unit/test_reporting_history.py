@@ -24,7 +24,8 @@ from services.reporting.api import run_report
 from services.reporting.periods import Phases
 from services.reporting.projections import Hasher, MemoryState, Projection
 from services.reporting.queries import render
-from services.reporting.store import LIVE, CubeQuery, metadata, write_memory_state
+from services.reporting.reads import CubeQuery
+from services.reporting.store import LIVE, metadata, write_memory_state
 from shared.events import (
     ActivityKind,
     ActivityRecorded,

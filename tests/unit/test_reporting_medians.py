@@ -13,12 +13,11 @@ from sqlalchemy.orm import Session
 
 from services.reporting.domain import DAYS_TO_COMPLETION, join_pairs, parse_pairs
 from services.reporting.queries import Block, blocks, median_days
+from services.reporting.reads import CubeQuery, cube_rows
 from services.reporting.store import (
     COMPACT_AFTER,
     LIVE,
-    CubeQuery,
     cube_contents,
-    cube_rows,
     increment_cells,
     metadata,
 )

@@ -17,7 +17,8 @@ from services.reporting.batch import apply_batch
 from services.reporting.handlers import apply_to
 from services.reporting.periods import Phases
 from services.reporting.projections import DIMENSIONS, RANGE_KINDS, Fact, previous_days
-from services.reporting.store import LIVE, CubeQuery, insert_facts, link_facts, metadata
+from services.reporting.reads import CubeQuery
+from services.reporting.store import LIVE, insert_facts, link_facts, metadata
 from shared.events import CaseOpened, Event, ReferralCompleted, SessionRecorded
 from shared.vocab import Channel, ServiceCategory
 from tests.unit.test_reporting_history import (
