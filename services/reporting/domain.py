@@ -220,8 +220,9 @@ def parse_pairs(pairs: str) -> dict[int, int]:
 
 
 def pair_numbers(pairs: str) -> list[int]:
-    """``"3 1,12 2"`` -> ``[3, 1, 12, 2]``: days and counts, in turn (none for ``""``)."""
-    return list(map(int, pairs.replace(" ", ",").split(","))) if pairs else []
+    """``"3 1,12 2"`` -> ``[3, 1, 12, 2]``: days and counts, in turn (none for ``""``; empty
+    items, from a row emptied by compaction before it stored NULL, are skipped)."""
+    return list(map(int, filter(None, pairs.replace(" ", ",").split(",")))) if pairs else []
 
 
 def join_pairs(histogram: dict[int, int]) -> str:

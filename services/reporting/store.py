@@ -372,7 +372,8 @@ def _write_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int
         conn.exec_driver_sql(f"INSERT INTO {t} ({names}, value, appends) VALUES ({marks}, 0){upsert}", plain)
     if histograms:
         marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 3))
-        append = f", pairs = COALESCE({t}.pairs || ',', '') || excluded.pairs, appends = {t}.appends + 1"
+        # A row compacted to no pair holds NULL, but one written before that rule may hold ''.
+        append = f", pairs = COALESCE(NULLIF({t}.pairs, '') || ',', '') || excluded.pairs, appends = {t}.appends + 1"
         conn.exec_driver_sql(
             f"INSERT INTO {t} ({names}, value, pairs, appends) VALUES ({marks}, 0){upsert}"
             + (append if add else ""),
@@ -399,7 +400,9 @@ def compact_histograms(conn: Connection, table: Table, limit: int = 1000) -> int
             [
                 {
                     **{f"k_{column.name}": row[i] for i, column in enumerate(key)},
-                    "merged": join_pairs(parse_pairs(row[-1] or "")),
+                    # NULL when its days net to nothing (figures moved away): '' would be
+                    # appended to as ",3 1" and concatenated with others as ",,".
+                    "merged": join_pairs(parse_pairs(row[-1] or "")) or None,
                 }
                 for row in rows
             ],

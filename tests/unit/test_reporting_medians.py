@@ -7,7 +7,7 @@ import random
 import statistics
 from collections import Counter
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from services.reporting.reads import CubeQuery, cube_rows
 from services.reporting.store import (
     COMPACT_AFTER,
     LIVE,
+    compact_histograms,
     cube_contents,
     increment_cells,
     metadata,
@@ -56,6 +57,7 @@ def test_pairs_with_counts_taken_away_merge_by_day() -> None:
     # Figures counted before her case was known move to her categories: -1 on the pending row.
     assert parse_pairs("3 1,12 2,3 -1,40 1,12 1") == {12: 3, 40: 1}
     assert parse_pairs("") == {} and parse_pairs("5 1,5 -1") == {}
+    assert parse_pairs(",4 1,,5 2") == {4: 1, 5: 2}  # rows an older compaction left as ""
     assert join_pairs({40: 1, 3: 2, 7: 0}) == "3 2,40 1"
     block = Block()
     block.add_histogram("legal", DAYS_TO_COMPLETION, "3 1,12 2,3 -1,40 1")
@@ -97,6 +99,27 @@ def test_a_histogram_is_one_row_that_writes_append_to_and_that_is_compacted() ->
             rows = cube_rows(session, q)
         block = blocks(rows, 0)[()]
         assert median_days(block.days.get((DAYS_TO_COMPLETION, "legal"))) == (0, None)
+
+
+def test_a_histogram_compacted_to_no_day_takes_new_days() -> None:
+    """Days that net to nothing (a figure moved away) compact to no pair; the next write's pairs
+    are the row's, not appended to an empty string (",4 1" broke every read of the row)."""
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    key = ("D2025-07-14", "31", "legal", "*", "*", "*", "25_34")
+    c = LIVE.cube.c
+    with engine.begin() as conn:
+        for delta in (1, -1):
+            increment_cells(conn, LIVE.cube, [((*key, f"{DAYS_TO_COMPLETION}3"), delta)])
+        conn.execute(update(LIVE.cube).where(c.pairs.is_not(None)).values(appends=COMPACT_AFTER))
+        assert compact_histograms(conn, LIVE.cube) == 1
+        increment_cells(conn, LIVE.cube, [((*key, f"{DAYS_TO_COMPLETION}4"), 1)])
+        assert conn.execute(select(c.pairs).where(c.pairs.is_not(None))).scalars().all() == ["4 1"]
+        assert cube_contents(conn) == {(*key, f"{DAYS_TO_COMPLETION}4"): 1}
+        with Session(bind=conn) as session:
+            q = CubeQuery(additive=("D2025-07-14",), distinct=None, provinces=("31",), group_by=("age_band",))
+            block = blocks(cube_rows(session, q), 1)[("25_34",)]
+    assert median_days(block.days.get((DAYS_TO_COMPLETION, "legal"))) == (1, 4.0)
 
 
 def test_reports_read_histogram_rows_of_several_periods_and_groups() -> None:
