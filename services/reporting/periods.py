@@ -100,19 +100,19 @@ def split(start: date, end: date) -> tuple[Block, ...]:
     out: list[Block] = []
     d = start
     while d <= end:
+        month_end = month_range(d.year, d.month)[1]
         found = None
         if d.day == 1:
-            last_month = month_range(d.year, d.month)[1]
             for period_end, key in (
                 (date(d.year, 12, 31) if d.month == 1 else None, year_key(d)),
                 (month_range(d.year, d.month + 2)[1] if d.month % 3 == 1 else None, quarter_key(d)),
-                (last_month, month_key(d)),
+                (month_end, month_key(d)),
             ):
                 if period_end is not None and period_end <= end:
                     found = Block(d, period_end, key)
                     break
         if found is None:  # days: to the end of the month, or of the range
-            found = Block(d, min(end, month_range(d.year, d.month)[1]))
+            found = Block(d, min(end, month_end))
         out.append(found)
         d = found.end + timedelta(days=1)
     return tuple(out)
@@ -122,11 +122,13 @@ def block_keys(blocks: tuple[Block, ...]) -> tuple[str, ...]:
     """The additive period keys of ``blocks``: their days, and the months of their kept periods."""
     out: list[str] = []
     for b in blocks:
-        if b.key is None:
-            out += [day_key(b.start + timedelta(days=n)) for n in range((b.end - b.start).days + 1)]
-        else:
-            out += months_between(b.start, b.end)
+        out += map(day_key, each_day(b.start, b.end)) if b.key is None else months_between(b.start, b.end)
     return tuple(out)
+
+
+def each_day(start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end`` inclusive."""
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 def plan(start: date | None, end: date | None, phases: Phases) -> Plan:

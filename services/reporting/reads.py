@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from itertools import product
 from typing import Any
 
 from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from services.reporting.domain import DISTINCT_METRICS, FACT_COUNT, FACT_COUNTS
-from services.reporting.periods import ALL_MONTHS, Block, Phases, plan, year_months
+from services.reporting.periods import ALL_MONTHS, Block, Phases, each_day, plan, year_months
 from services.reporting.projections import DIMENSIONS
 from services.reporting.store import LIVE, ProjectionTables
 
@@ -98,16 +98,17 @@ def cube_rows(
         )
         return scoped(stmt.group_by(*groups, t.c.category, t.c.metric))
 
+    def period_in(keys: Sequence[str]) -> ColumnElement[bool]:
+        return t.c.period == keys[0] if len(keys) == 1 else t.c.period.in_(keys)
+
     if keys is None:
         lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
         hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
         periods = and_(t.c.period >= lo, t.c.period <= hi)
     elif keys == (ALL_MONTHS,):
         periods = and_(t.c.period > "M", t.c.period < "N")  # every month key, by the index
-    elif len(keys) == 1:
-        periods = t.c.period == keys[0]
     else:
-        periods = t.c.period.in_(keys)
+        periods = period_in(keys)
     one_period = keys is not None and len(keys) == 1 and keys != (ALL_MONTHS,)
     rows: list[tuple[Any, ...]] = []
     # Over days, distinct women start as the count of her facts in them (``domain.FACT_COUNT``):
@@ -125,24 +126,17 @@ def cube_rows(
             (*row[:at], row[at][len(FACT_COUNT) :], *row[at + 1 :]) if row[at] in FACT_COUNTS else tuple(row)
             for row in found
         ]
-    if metrics is None or set(metrics) & set(DISTINCT_METRICS):
-        if q.distinct is not None:
-            distinct = select_from(True).where(t.c.period == q.distinct, t.c.metric.in_(DISTINCT_METRICS))
-            rows += [tuple(row) for row in session.execute(distinct).all()]
-        elif kept := [b.key for b in q.blocks if b.key]:
-            # The women of each kept period of the range, added up: distinct_rows takes away the
-            # repeats across blocks.
-            distinct = select_from(False).where(t.c.period.in_(kept), t.c.metric.in_(DISTINCT_METRICS))
-            rows += [tuple(row) for row in session.execute(distinct).all()]
+    # Women from the kept period's cells; in blocks, those of each kept period added up
+    # (distinct_rows takes away the repeats across blocks).
+    kept = [q.distinct] if q.distinct is not None else [b.key for b in q.blocks if b.key]
+    if kept and (metrics is None or set(metrics) & set(DISTINCT_METRICS)):
+        distinct = select_from(len(kept) == 1).where(period_in(kept), t.c.metric.in_(DISTINCT_METRICS))
+        rows += [tuple(row) for row in session.execute(distinct).all()]
     return rows
 
 
 #: Longest range of days whose previous days distinct_rows names one by one (a few years).
 MAX_DAYS_NAMED = 1200
-
-
-def _days(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 def _repeat_parts(
@@ -154,12 +148,12 @@ def _repeat_parts(
     once in its women already). A kept period that ends the range has none."""
     if not q.blocks:
         long = (hi - lo).days + 1 > MAX_DAYS_NAMED
-        return [((lo, hi) if long else _days(lo, hi), None)]
+        return [((lo, hi) if long else each_day(lo, hi), None)]
     out: list[tuple[list[date] | tuple[date, date], date | None]] = []
-    days = [d for b in q.blocks if b.key is None for d in _days(b.start, b.end)]
+    days = [d for b in q.blocks if b.key is None for d in each_day(b.start, b.end)]
     if days:
         out.append((days, None))
-    out += [(_days(b.start, b.end), b.end) for b in q.blocks[:-1] if b.key is not None]
+    out += [(each_day(b.start, b.end), b.end) for b in q.blocks[:-1] if b.key is not None]
     return out
 
 
