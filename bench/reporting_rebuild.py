@@ -10,13 +10,19 @@ consumer whose messages are taken from nats-py's parser) handing the same messag
 that does nothing with them, and nats-py's public API alone (an ordered push consumer, a callback
 per message), the fastest way through nats-py without reaching into it.
 
-    .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3]
+Also prints the rebuild's peak memory (the events are generated and published by another process,
+so the figure is the rebuilds' own), and how often a run added its figures in memory to the fresh
+cube table (``--cube-cells``, ``rebuild_cube_cells``: 2,000,000 by default).
+
+    .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3] [--cube-cells N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import resource
 import statistics
 import sys
 import tempfile
@@ -53,6 +59,19 @@ async def publish(url: str, n_cases: int) -> int:
         total += len(events)
     await nc.close()
     return total
+
+
+def publish_elsewhere(url: str, n_cases: int) -> None:
+    """:func:`publish` in a process of its own, so that this one's peak memory is the rebuilds'."""
+    process = multiprocessing.get_context("spawn").Process(target=_publish_main, args=(url, n_cases))
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise SystemExit(f"publishing failed ({process.exitcode})")
+
+
+def _publish_main(url: str, n_cases: int) -> None:
+    asyncio.run(publish(url, n_cases))
 
 
 async def raw_read_rate(url: str) -> float:
@@ -114,22 +133,21 @@ async def nats_py_read_rate(url: str) -> float:
         await nc.close()
 
 
-async def main(n_cases: int, runs: int) -> None:
+async def main(n_cases: int, runs: int, cube_cells: int) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         server = NatsServer(tmp / "nats", log_file=tmp / "nats.log").start()
         try:
             await provision_streams(server.url)
             started = time.perf_counter()
-            published = await publish(server.url, n_cases)
-            print(
-                f"published {published:,} events of {n_cases:,} cases in {time.perf_counter() - started:.0f} s"
-            )
+            await asyncio.to_thread(publish_elsewhere, server.url, n_cases)
+            print(f"published {n_cases:,} cases in {time.perf_counter() - started:.0f} s")
             settings = ReportingSettings(
                 database_url=f"sqlite+aiosqlite:///{tmp / 'reporting.db'}",
                 bus=BusSettings(nats_url=server.url),
                 platform=PlatformSettings(data_dir=tmp),
                 phases=PHASES,
+                rebuild_cube_cells=cube_cells,
             )
             totals, replays = [], []
             for run in range(runs):
@@ -138,8 +156,11 @@ async def main(n_cases: int, runs: int) -> None:
                 replays.append(result.events / result.replay_seconds)
                 print(
                     f"  run {run + 1}: {result.events:,} events in {result.seconds:.2f} s "
-                    f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s)"
+                    f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s; "
+                    f"figures added to the table {result.spills} times during the replay)"
                 )
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            print(f"  peak memory of this process (the rebuilds): {peak:,.0f} MiB")
             raws = [await raw_read_rate(server.url) for _ in range(runs)]
             publics = [await nats_py_read_rate(server.url) for _ in range(runs)]
             print(f"  rebuild's reader alone: {', '.join(f'{r:,.0f}' for r in raws)} messages/s")
@@ -160,5 +181,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cube-cells", type=int, default=ReportingSettings().rebuild_cube_cells)
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.runs))
+    asyncio.run(main(args.cases, args.runs, args.cube_cells))

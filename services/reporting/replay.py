@@ -22,8 +22,10 @@ from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-#: Called with a message's headers (as nats-py gives them; None without) and body.
-Handler = Callable[[dict[str, str] | None, bytes], None]
+#: Called with a message's headers (as nats-py gives them; None without) and body. What it
+#: returns, if anything, is awaited before the next message is read from the connection (a rebuild
+#: writing out part of its projection: reading waits, so that memory stays bounded).
+Handler = Callable[[dict[str, str] | None, bytes], Awaitable[None] | None]
 Raw = Callable[[bytes, bytes, bytes | None], Awaitable[None]]
 
 #: Messages a pull request asks for, and requests kept open per stream: a few megabytes unread
@@ -85,6 +87,18 @@ class Interceptor:
         # every message (nats-py 2.x); an instance attribute shadows the method for this client.
         self._original = nc._process_msg
         nc._process_msg = self._process_msg  # type: ignore[method-assign]
+        # While a handler's wait runs no message is read at all: no stream counts that as idle.
+        self.paused = False
+        self.resumed = 0.0
+
+    async def pause_for(self, wait: Awaitable[None]) -> None:
+        """Await ``wait`` with the connection's reading stopped (the caller is its parser)."""
+        self.paused = True
+        try:
+            await wait
+        finally:
+            self.paused = False
+            self.resumed = time.monotonic()
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
@@ -147,7 +161,9 @@ async def read_stream(
         seen += 1
         if seen % BATCH == 0:
             await ask()
-        handle(message_headers(headers), data)
+        wait = handle(message_headers(headers), data)
+        if wait is not None:  # nats-py's reading of this connection waits too: the server holds the rest
+            await interceptor.pause_for(wait)
         if seq >= last:
             done.set()
 
@@ -157,7 +173,9 @@ async def read_stream(
     try:
         for _ in range(DEPTH):
             await ask()
-        await _wait(js, stream, last, done, lambda: last_seen, lambda: seen)
+        await _wait(
+            js, interceptor, stream, last, done, lambda: max(last_seen, interceptor.resumed), lambda: seen
+        )
         if failure is not None:
             raise failure
     finally:
@@ -171,6 +189,7 @@ async def read_stream(
 
 async def _wait(
     js: JetStreamContext,
+    interceptor: Interceptor,
     stream: str,
     last: int,
     done: asyncio.Event,
@@ -184,7 +203,7 @@ async def _wait(
             await asyncio.wait_for(done.wait(), timeout=2.0)
         except TimeoutError:
             idle = time.monotonic() - last_seen()
-            if idle < IDLE_END:
+            if interceptor.paused or idle < IDLE_END:
                 continue
             try:
                 await js.get_msg(stream, last)

@@ -28,6 +28,9 @@ class ReportingSettings(ServiceSettings):
     phases: dict[str, tuple[date, date]] = Field(default_factory=lambda: dict(DEFAULT_PHASES))
     #: Smallest figure a donor may see; smaller cells show as "<k" (2..11).
     suppression_k: int = Field(default=5, ge=2, le=11)
+    #: Figures (cube cells) ``osso reporting rebuild`` keeps in memory before adding them to the
+    #: fresh tables and starting again from none: some 250 bytes each, so 2,000,000 is ~500 MB.
+    rebuild_cube_cells: int = Field(default=2_000_000, ge=1_000)
 
     @field_validator("phases")
     @classmethod

@@ -615,9 +615,14 @@ class SqlState:
 
 
 def write_memory_state(
-    conn: Connection, tables: ProjectionTables, state: MemoryState, chunk: int = 20_000
+    conn: Connection,
+    tables: ProjectionTables,
+    state: MemoryState,
+    cube_started: bool = False,
+    chunk: int = 20_000,
 ) -> None:
-    """Bulk-write a whole in-memory projection into empty tables (created with their indexes)."""
+    """Bulk-write a whole in-memory projection into empty tables (created with their indexes);
+    with ``cube_started``, the cube table holds figures already (a rebuild's spills), added to."""
 
     def chunks(rows: Iterable[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         batch: list[dict[str, Any]] = []
@@ -637,7 +642,7 @@ def write_memory_state(
     indexes = [index for table in tables.all() for index in table.indexes]
     for index in indexes:
         index.drop(conn)
-    insert_cells(conn, tables.cube, state.cube.items())
+    (increment_cells if cube_started else insert_cells)(conn, tables.cube, state.cube.items())
     insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
     put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
     put(
@@ -692,7 +697,8 @@ def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cel
             out[tuple(row[:8])] = int(row[8])  # type: ignore[index]
             continue
         for days, count in parse_pairs(row[9]).items():
-            out[(*row[:7], f"{row[7]}{days}")] = count  # type: ignore[index]
+            if count:  # a day whose additions net to nothing is no cell, as a zero value is none
+                out[(*row[:7], f"{row[7]}{days}")] = count  # type: ignore[index]
     return out
 
 
