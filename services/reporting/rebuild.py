@@ -18,6 +18,7 @@ are skipped and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable
@@ -136,9 +137,17 @@ async def replay_into(
     # once: the projection does not depend on the order of events across streams.
     first, *others = STREAMS
     await read_stream(js, interceptor, first, firsts.get(first, 1), lasts[first], handle)
-    await asyncio.gather(
-        *(read_stream(js, interceptor, s, firsts.get(s, 1), lasts[s], handle) for s in others)
-    )
+    readers = [
+        asyncio.ensure_future(read_stream(js, interceptor, s, firsts.get(s, 1), lasts[s], handle))
+        for s in others
+    ]
+    try:
+        await asyncio.gather(*readers)
+    except BaseException:  # one failed: the others stop too, before the caller closes the connection
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        raise
 
 
 async def _late_events(
@@ -198,24 +207,31 @@ async def rebuild(
         fresh = projection_tables(md, suffix)
         async with engine.begin() as conn:
             await conn.run_sync(md.create_all)
-        state = MemoryState()
-        projection = Projection(state, hasher, phases)
-        spill = CubeSpill(engine, fresh.cube, state, settings.rebuild_cube_cells)
-        lasts = await _last_seqs(js)
-        await replay_into(js, interceptor, projection, {}, lasts, result, spill)
-        result.replay_seconds = time.perf_counter() - started
-        result.spills = spill.spills
+        try:
+            state = MemoryState()
+            projection = Projection(state, hasher, phases)
+            spill = CubeSpill(engine, fresh.cube, state, settings.rebuild_cube_cells)
+            lasts = await _last_seqs(js)
+            await replay_into(js, interceptor, projection, {}, lasts, result, spill)
+            result.replay_seconds = time.perf_counter() - started
+            result.spills = spill.spills
 
-        async with engine.begin() as conn:
-            await conn.run_sync(write_memory_state, fresh, state, spill.spills > 0)
-        async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
-            now = await _last_seqs(js)
-            late = await _late_events(js, interceptor, {s: lasts[s] + 1 for s in STREAMS}, now)
-            result.late_events = await conn.run_sync(_apply_late, late, hasher, phases, fresh)
-            result.events += result.late_events
-            if swap_tables:
-                await conn.run_sync(swap, fresh, LIVE)
-            result.last_seqs = now
+            async with engine.begin() as conn:
+                await conn.run_sync(write_memory_state, fresh, state, spill.spills > 0)
+            async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
+                now = await _last_seqs(js)
+                late = await _late_events(js, interceptor, {s: lasts[s] + 1 for s in STREAMS}, now)
+                result.late_events = await conn.run_sync(_apply_late, late, hasher, phases, fresh)
+                result.events += result.late_events
+                if swap_tables:
+                    await conn.run_sync(swap, fresh, LIVE)
+                result.last_seqs = now
+        except BaseException:
+            # The fresh tables exist from the start (figures are added to them during the replay):
+            # a rebuild that fails leaves none of them beside the live ones.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(_drop(engine, fresh))
+            raise
         result.swapped = swap_tables
         result.tables = "rpt_*" if swap_tables else f"rpt_*{suffix}"
         result.seconds = time.perf_counter() - started
@@ -230,6 +246,12 @@ async def rebuild(
         await nc.close()
         if own_engine:
             await engine.dispose()
+
+
+async def _drop(engine: AsyncEngine, tables: ProjectionTables) -> None:
+    async with engine.begin() as conn:
+        for table in tables.all():
+            await conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.name}"')
 
 
 async def ensure_layout(settings: ReportingSettings, engine: AsyncEngine) -> str:

@@ -135,7 +135,7 @@ async def read_stream(
     next_subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{info.name}"
     done = asyncio.Event()
     seen = 0
-    failure: RebuildIncomplete | None = None
+    failure: BaseException | None = None
     last_seen = time.monotonic()
 
     async def ask() -> None:
@@ -161,9 +161,14 @@ async def read_stream(
         seen += 1
         if seen % BATCH == 0:
             await ask()
-        wait = handle(message_headers(headers), data)
-        if wait is not None:  # nats-py's reading of this connection waits too: the server holds the rest
-            await interceptor.pause_for(wait)
+        try:
+            wait = handle(message_headers(headers), data)
+            if wait is not None:  # nats-py's reading of this connection waits too: the server holds the rest
+                await interceptor.pause_for(wait)
+        except Exception as exc:  # raised by read_stream, not lost in nats-py's reading task
+            failure = exc
+            done.set()
+            return
         if seq >= last:
             done.set()
 

@@ -1,19 +1,29 @@
 """The rebuild's stream reader (``services/reporting/replay.py``) against a real nats-server: every
 message once and in order, also when its handler makes reading wait (a rebuild writing out its
-figures) for longer than the reader takes for a stalled stream."""
+figures) for longer than the reader takes for a stalled stream; and a rebuild that fails midway
+leaves nothing behind."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
+from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
+from sqlalchemy import Connection, Table, inspect
 
+from services.reporting import rebuild as rebuild_module
 from services.reporting import replay
+from services.reporting.projections import Cell
 from services.reporting.replay import Interceptor, read_stream
+from services.reporting.settings import ReportingSettings
+from shared.db import make_engine
 from shared.natsserver import NatsServer
+from shared.settings import BusSettings, PlatformSettings
+from tests.integration.test_reporting_acceptance import publish_all
+from tests.unit.test_reporting_history import PHASES, generate
 
 N = 3500
 
@@ -53,3 +63,39 @@ async def test_a_handler_that_makes_reading_wait_loses_nothing(
         assert len(waits) == 2 and not interceptor.paused
     finally:
         await nc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_rebuild_that_fails_leaves_no_tables_behind(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Figures are added to the fresh cube during the replay (a small bound), and the second such
+    # write fails: the fresh tables, created before the replay, must go with the failed rebuild.
+    await publish_all(nats_server.url, generate(30, seed=3).events)
+    settings = ReportingSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}",
+        bus=BusSettings(nats_url=nats_server.url),
+        platform=PlatformSettings(data_dir=tmp_path),
+        phases=PHASES,
+        rebuild_cube_cells=1_000,
+    )
+    writes: list[int] = []
+    real = rebuild_module.increment_cells
+
+    def failing(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
+        writes.append(1)
+        if len(writes) == 2:
+            raise RuntimeError("disk full")
+        real(conn, table, cells)
+
+    monkeypatch.setattr(rebuild_module, "increment_cells", failing)
+    engine = make_engine(settings.database_url)
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            await rebuild_module.rebuild(settings, engine=engine)
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert len(writes) == 2
+        assert "rpt_cube" in names and not [n for n in names if "__b" in n]
+    finally:
+        await engine.dispose()
