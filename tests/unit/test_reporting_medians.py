@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from services.reporting.domain import DAYS_TO_COMPLETION, join_pairs, parse_pairs
-from services.reporting.queries import Block, blocks, median_days
+from services.reporting.queries import Block, blocks, median_days, merge_pairs
 from services.reporting.reads import CubeQuery, cube_rows
 from services.reporting.store import (
     COMPACT_AFTER,
@@ -51,6 +51,17 @@ def test_a_total_merges_its_groups_histograms() -> None:
     assert median_days(total.days[(DAYS_TO_COMPLETION, "legal")]) == (6, 6.5)  # 3 3 3 10 10 40
     assert median_days(None) == (0, None)
     assert median_days(total.days.get((DAYS_TO_COMPLETION, "health"))) == (0, None)
+
+
+def test_pairs_merged_in_c_as_in_python() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        items = [
+            f"{rng.randint(0, 500)} {rng.choice((-2, -1, 1, 1, 2, 3, 7))}" for _ in range(rng.randint(0, 60))
+        ]
+        text = ",".join(items + [""] * rng.randint(0, 2) if rng.random() < 0.2 else items)
+        assert merge_pairs(text) == parse_pairs(text)
+    assert merge_pairs(None) == {} and merge_pairs(",4 1,,5 2") == {4: 1, 5: 2}
 
 
 def test_pairs_with_counts_taken_away_merge_by_day() -> None:
