@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from shared.events import (
     ActivityKind,
     ActivityRecorded,
@@ -209,20 +211,20 @@ def histogram_of(metric: str) -> tuple[str, int] | None:
     return None
 
 
-def parse_pairs(pairs: str) -> dict[int, int]:
+def parse_pairs(pairs: str | None) -> dict[int, int]:
     """A histogram's ``days count`` pairs joined by commas, a day perhaps more than once (added by
-    several writes, some counts negative when figures moved) -> days -> count, no zero count."""
-    out: dict[int, int] = {}
-    numbers = pair_numbers(pairs)
-    for days, count in zip(numbers[::2], numbers[1::2], strict=True):
-        out[days] = out.get(days, 0) + count
-    return {days: count for days, count in out.items() if count}
-
-
-def pair_numbers(pairs: str) -> list[int]:
-    """``"3 1,12 2"`` -> ``[3, 1, 12, 2]``: days and counts, in turn (none for ``""``; empty
-    items, from a row emptied by compaction before it stored NULL, are skipped)."""
-    return list(map(int, filter(None, pairs.replace(" ", ",").split(",")))) if pairs else []
+    several writes, some counts negative when figures moved) -> days -> count, no zero count.
+    Empty items (a row an older compaction left as ``""``) are skipped. Parsed and summed in C
+    (numpy): a report over a million distinct cases merges hundreds of thousands of pairs."""
+    if not pairs:
+        return {}
+    numbers = np.fromstring(pairs.replace(",", " "), dtype=np.int64, sep=" ")
+    if numbers.size % 2:
+        raise ValueError(f"a histogram's pairs end halfway: {pairs[-40:]!r}")
+    # Whole numbers summed as float64: exact below 2**53 referrals.
+    totals = np.bincount(numbers[0::2], weights=numbers[1::2])
+    days = np.flatnonzero(totals)
+    return dict(zip(days.tolist(), np.rint(totals[days]).astype(np.int64).tolist(), strict=True))
 
 
 def join_pairs(histogram: dict[int, int]) -> str:

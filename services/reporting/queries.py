@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-import numpy as np
-
 from services.reporting.domain import (
     ADDITIVE_METRICS,
     DAYS_TO_ACCEPTANCE,
@@ -19,6 +17,7 @@ from services.reporting.domain import (
     DISTINCT_METRICS,
     HISTOGRAMS,
     NO_CATEGORY,
+    parse_pairs,
 )
 from services.reporting.suppression import grid_lines, label, suppress
 from shared.vocab import ServiceCategory
@@ -78,7 +77,7 @@ class Block:
     def add_histogram(self, category: str, prefix: str, pairs: str) -> None:
         """Add a histogram given as ``days count`` pairs joined by commas (``reads.cube_rows``), to
         its category and to all categories."""
-        found = merge_pairs(pairs)
+        found = parse_pairs(pairs)
         for key in ((prefix, category), (prefix, NO_CATEGORY)):
             _merge_into(self.days.setdefault(key, {}), found)
 
@@ -100,20 +99,6 @@ class Block:
         if category is None:
             return self.figures.get(metric, 0)
         return self.by_category.get(category, _NONE).get(metric, 0)
-
-
-def merge_pairs(pairs: str | None) -> Histogram:
-    """``domain.parse_pairs`` in C (numpy): a report's pairs number hundreds of thousands over a
-    million distinct cases, where a loop in Python took most of the report's time."""
-    if not pairs:
-        return {}
-    numbers = np.fromstring(pairs.replace(",", " "), dtype=np.int64, sep=" ")
-    if numbers.size % 2:
-        raise ValueError(f"a histogram's pairs end halfway: {pairs[-40:]!r}")
-    # Whole numbers summed as float64: exact below 2**53 referrals.
-    totals = np.bincount(numbers[0::2], weights=numbers[1::2])
-    days = np.flatnonzero(totals)
-    return dict(zip(days.tolist(), np.rint(totals[days]).astype(np.int64).tolist(), strict=True))
 
 
 def _merge_into(histogram: Histogram, other: Histogram) -> None:

@@ -230,7 +230,7 @@ async def rebuild(
             # The fresh tables exist from the start (figures are added to them during the replay):
             # a rebuild that fails leaves none of them beside the live ones.
             with contextlib.suppress(Exception):
-                await asyncio.shield(_drop(engine, fresh))
+                await asyncio.shield(_drop(engine, md))
             raise
         result.swapped = swap_tables
         result.tables = "rpt_*" if swap_tables else f"rpt_*{suffix}"
@@ -248,10 +248,9 @@ async def rebuild(
             await engine.dispose()
 
 
-async def _drop(engine: AsyncEngine, tables: ProjectionTables) -> None:
+async def _drop(engine: AsyncEngine, md: MetaData) -> None:
     async with engine.begin() as conn:
-        for table in tables.all():
-            await conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.name}"')
+        await conn.run_sync(md.drop_all)
 
 
 async def ensure_layout(settings: ReportingSettings, engine: AsyncEngine) -> str:

@@ -178,9 +178,7 @@ async def read_stream(
     try:
         for _ in range(DEPTH):
             await ask()
-        await _wait(
-            js, interceptor, stream, last, done, lambda: max(last_seen, interceptor.resumed), lambda: seen
-        )
+        await _wait(js, interceptor, stream, last, done, lambda: last_seen, lambda: seen)
         if failure is not None:
             raise failure
     finally:
@@ -207,7 +205,8 @@ async def _wait(
         try:
             await asyncio.wait_for(done.wait(), timeout=2.0)
         except TimeoutError:
-            idle = time.monotonic() - last_seen()
+            # Reading paused (a handler's wait) is no stall, nor the time it took.
+            idle = time.monotonic() - max(last_seen(), interceptor.resumed)
             if interceptor.paused or idle < IDLE_END:
                 continue
             try:

@@ -697,8 +697,7 @@ def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cel
             out[tuple(row[:8])] = int(row[8])  # type: ignore[index]
             continue
         for days, count in parse_pairs(row[9]).items():
-            if count:  # a day whose additions net to nothing is no cell, as a zero value is none
-                out[(*row[:7], f"{row[7]}{days}")] = count  # type: ignore[index]
+            out[(*row[:7], f"{row[7]}{days}")] = count  # type: ignore[index]
     return out
 
 
