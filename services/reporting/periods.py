@@ -7,7 +7,7 @@ Keys: ``D2025-07-14`` (day), ``M2025-07`` (month), ``Q2025-3`` (quarter), ``Y202
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -84,7 +84,7 @@ class Block:
 class Plan:
     """Where a report over a range reads its figures: ``additive`` period keys (``M*`` = every month;
     None = sum the days of the range; a year's key stands for its months where it is not kept, see
-    :func:`year_months`) and the ``distinct`` key (None = count from the facts). A range that is no
+    :func:`year_months`, and a whole year's months for its key where it is, see :func:`whole_years`) and the ``distinct`` key (None = count from the facts). A range that is no
     kept period but holds whole months is read in ``blocks`` (see :func:`split`): its additive keys
     are its months and the days at either end, its distinct women are those of its kept periods
     and its days, less the repeats across blocks read from the facts."""
@@ -210,3 +210,22 @@ def months_between(start: date, end: date) -> list[str]:
 def year_months(key: str) -> tuple[str, ...]:
     """The month keys of a year key (``Y2025`` -> ``M2025-01`` .. ``M2025-12``)."""
     return tuple(f"M{key[1:]}-{month:02d}" for month in range(1, 13))
+
+
+def whole_years(keys: Sequence[str]) -> tuple[str, ...]:
+    """``keys`` with the twelve month keys of any whole year among them replaced by its year key
+    (where years are kept, one row stands for twelve); the other keys as they were, in order."""
+    months: dict[str, int] = {}
+    for key in keys:
+        if key[0] == "M":
+            months[key[1:5]] = months.get(key[1:5], 0) + 1
+    whole = {year for year, n in months.items() if n == 12}
+    if not whole:
+        return tuple(keys)
+    out: list[str] = []
+    for key in keys:
+        if key[0] != "M" or key[1:5] not in whole:
+            out.append(key)
+        elif f"Y{key[1:5]}" not in out:
+            out.append(f"Y{key[1:5]}")
+    return tuple(out)

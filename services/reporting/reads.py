@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from services.reporting.domain import DISTINCT_METRICS, FACT_COUNT, FACT_COUNTS
-from services.reporting.periods import ALL_MONTHS, Block, Phases, each_day, plan, year_months
+from services.reporting.periods import ALL_MONTHS, Block, Phases, each_day, plan, whole_years, year_months
 from services.reporting.projections import DIMENSIONS
 from services.reporting.store import LIVE, ProjectionTables
 
@@ -79,8 +79,11 @@ def cube_rows(
     level = _level(q)
     groups = [t.c[g] for g in q.group_by]
     keys = q.additive
-    if keys is not None and len(keys) == 1 and keys[0][0] == "Y" and level == "full":
-        keys = year_months(keys[0])  # years are not kept with all four categories
+    if level == "full":  # years are not kept with all four categories: their months are read
+        if keys is not None and len(keys) == 1 and keys[0][0] == "Y":
+            keys = year_months(keys[0])
+    elif keys is not None and keys != (ALL_MONTHS,):
+        keys = whole_years(keys)  # a year's row, not its twelve months'
 
     def scoped(stmt: Select[Any]) -> Select[Any]:
         stmt = stmt.where(t.c.level == level)
@@ -105,8 +108,12 @@ def cube_rows(
         lo = f"D{(q.start or date(1900, 1, 1)).isoformat()}"
         hi = f"D{(q.end or date(9999, 12, 31)).isoformat()}"
         periods = and_(t.c.period >= lo, t.c.period <= hi)
-    elif keys == (ALL_MONTHS,):
+    elif keys == (ALL_MONTHS,) and level == "full":
         periods = and_(t.c.period > "M", t.c.period < "N")  # every month key, by the index
+    elif keys == (ALL_MONTHS,):
+        # Every year key: all time is the sum of its years (a year's row sums its months, and
+        # reads a twelfth as many rows: over a million cases, all time was most of its time here).
+        periods = and_(t.c.period > "Y", t.c.period < "Z")
     else:
         periods = period_in(keys)
     one_period = keys is not None and len(keys) == 1 and keys != (ALL_MONTHS,)

@@ -6,7 +6,7 @@ import random
 from datetime import date, timedelta
 from itertools import pairwise
 
-from services.reporting.periods import Block, Phases, plan, split
+from services.reporting.periods import Block, Phases, months_between, plan, split, whole_years
 
 
 def test_a_range_holding_whole_months_is_read_in_its_longest_kept_periods() -> None:
@@ -22,6 +22,20 @@ def test_a_range_holding_whole_months_is_read_in_its_longest_kept_periods() -> N
     where = plan(date(2025, 7, 1), date(2025, 8, 2), Phases())
     assert where.distinct is None  # no kept period: women from the blocks and the facts
     assert where.additive == ("M2025-07", "D2025-08-01", "D2025-08-02")
+
+
+def test_a_whole_year_of_months_is_read_as_its_year() -> None:
+    where = plan(date(2024, 12, 30), date(2026, 2, 1), Phases())
+    assert where.additive is not None
+    assert whole_years(where.additive) == (
+        "D2024-12-30",
+        "D2024-12-31",
+        "Y2025",
+        "M2026-01",
+        "D2026-02-01",
+    )
+    eleven = months_between(date(2025, 1, 1), date(2025, 11, 30))
+    assert whole_years(eleven) == tuple(eleven)  # not a whole year: its months
 
 
 def test_a_range_without_a_whole_month_is_read_from_its_days() -> None:
