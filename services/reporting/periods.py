@@ -1,7 +1,7 @@
 """Reporting periods: which pre-aggregated period keys a day falls in, and which key (if any)
 a requested ``from``..``to`` range is. Pure, no I/O.
 
-Keys: ``D2025-07-14`` (day), ``M2025-07`` (month), ``Q2025-3`` (quarter), ``Y2025`` (year),
+Keys: ``D2025-07-14`` (day), ``W2025-29`` (ISO week, Monday to Sunday), ``M2025-07`` (month), ``Q2025-3`` (quarter), ``Y2025`` (year),
 ``Pphase-1`` (a configured project phase) and ``ALL`` (since the beginning)."""
 
 from __future__ import annotations
@@ -16,6 +16,32 @@ ALL = "ALL"
 
 def day_key(d: date) -> str:
     return f"D{d.isoformat()}"
+
+
+def week_key(d: date) -> str:
+    year, week, _ = d.isocalendar()
+    return f"W{year:04d}-{week:02d}"
+
+
+def week_days(key: str) -> tuple[str, ...]:
+    """The day keys of a week key (``W2025-29`` -> ``D2025-07-14`` .. ``D2025-07-20``)."""
+    monday = date.fromisocalendar(int(key[1:5]), int(key[6:]), 1)
+    return tuple(day_key(monday + timedelta(days=n)) for n in range(7))
+
+
+def day_run_keys(start: date, end: date) -> tuple[str, ...]:
+    """The additive keys of the days ``start``..``end``: the whole weeks among them as their week
+    keys, the other days as day keys, in order (a week's row stands for seven days' rows)."""
+    out: list[str] = []
+    d = start
+    while d <= end:
+        if d.weekday() == 0 and d + timedelta(days=6) <= end:
+            out.append(week_key(d))
+            d += timedelta(days=7)
+        else:
+            out.append(day_key(d))
+            d += timedelta(days=1)
+    return tuple(out)
 
 
 def month_key(d: date) -> str:
@@ -58,11 +84,12 @@ ALL_MONTHS = "M*"
 
 
 def additive_keys(d: date, phases: Phases) -> tuple[str, ...]:
-    """The period keys a count on day ``d`` adds to: its day, its month, its year and the phases
-    containing it (quarters and all time are sums of months; a year is kept whole because summing
-    its twelve months made grouped yearly reports too slow, but not with all four case categories,
-    see ``projections.py``)."""
-    return (day_key(d), month_key(d), year_key(d), *phases.containing(d))
+    """The period keys a count on day ``d`` adds to: its day, its week, its month, its year and the
+    phases containing it (quarters and all time are sums of months or years; a year is kept whole
+    because summing its twelve months made grouped yearly reports too slow, and a week because a
+    range of days read day by day was, over a million cases; neither with all four case
+    categories, see ``projections.py``)."""
+    return (day_key(d), week_key(d), month_key(d), year_key(d), *phases.containing(d))
 
 
 def distinct_keys(d: date, phases: Phases) -> tuple[str, ...]:
@@ -119,10 +146,11 @@ def split(start: date, end: date) -> tuple[Block, ...]:
 
 
 def block_keys(blocks: tuple[Block, ...]) -> tuple[str, ...]:
-    """The additive period keys of ``blocks``: their days, and the months of their kept periods."""
+    """The additive period keys of ``blocks``: their days (by weeks, see :func:`day_run_keys`), and
+    the months of their kept periods."""
     out: list[str] = []
     for b in blocks:
-        out += map(day_key, each_day(b.start, b.end)) if b.key is None else months_between(b.start, b.end)
+        out += day_run_keys(b.start, b.end) if b.key is None else months_between(b.start, b.end)
     return tuple(out)
 
 
@@ -137,6 +165,8 @@ def plan(start: date | None, end: date | None, phases: Phases) -> Plan:
         blocks = split(start, end)
         if any(b.key for b in blocks):
             return Plan(block_keys(blocks), None, blocks)
+    if key is None and start is not None and end is not None:
+        return Plan(day_run_keys(start, end), None)
     if key is None or key.startswith("D"):
         return Plan((key,) if key else None, None)
     if key == ALL:

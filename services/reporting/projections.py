@@ -39,7 +39,7 @@ from services.reporting.domain import (
     local_day,
     province_code,
 )
-from services.reporting.periods import Phases, additive_keys, day_key, distinct_keys
+from services.reporting.periods import Phases, additive_keys, day_key, distinct_keys, week_key
 from shared.events import (
     ActivityRecorded,
     CaseOpened,
@@ -70,6 +70,9 @@ UNKNOWN = "unknown"
 NOT_A_CASE = "none"  # community activities belong to no woman
 
 Cell = tuple[str, str, str, str, str, str, str, str]
+#: Kinds of period (first letter of the key) kept for every roll-up but the one with all four case
+#: categories: years and weeks (a report grouped by two or more reads their months or days).
+WITHOUT_FULL = ("Y", "W")
 DIMENSIONS = ("channel", "migration_kind", "return_kind", "age_band")
 
 
@@ -211,8 +214,8 @@ class Projection:
 
     def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
         """Add to the cells of ``periods``: every roll-up (no category, each category alone, all
-        four); for years all but all four (as many cells as the months they sum, for the reports
-        read least). Days have each category alone too: a range of days grouped by one would
+        four); for years and weeks all but all four (as many cells as the months or days they sum,
+        for the reports read least). Days have each category alone too: a range of days grouped by one would
         otherwise sum and group every day's cells with all four (most of its time)."""
         (channel, migration, return_kind, age), pending = self._dims(case_hash)
         if c.channel is not None:
@@ -222,7 +225,7 @@ class Projection:
         cells = []
         for period in periods:
             cells.append((period, province, category, R, R, R, R, metric))
-            if period[0] != "Y" or metric in DISTINCT_METRICS:
+            if period[0] not in WITHOUT_FULL or metric in DISTINCT_METRICS:
                 cells.append((period, province, category, channel, migration, return_kind, age, metric))
             cells.append((period, province, category, channel, R, R, R, metric))
             cells.append((period, province, category, R, migration, R, R, metric))
@@ -247,8 +250,9 @@ class Projection:
             self._add(self._periods(c.day)[0], case_hash, c)
 
     def count_fact(self, case_hash: str, c: Contribution) -> None:
-        """Count a new range fact on its day (``domain.FACT_COUNT``), under its category and all."""
-        period = (day_key(c.day),)
+        """Count a new range fact on its day and week (``domain.FACT_COUNT``), under its category and
+        all."""
+        period = (day_key(c.day), week_key(c.day))
         for category in dict.fromkeys((c.category, NO_CATEGORY)):
             self._add(period, case_hash, replace(c, category=category, metric=FACT_COUNT + c.metric))
 

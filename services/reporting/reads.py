@@ -15,7 +15,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from services.reporting.domain import DISTINCT_METRICS, FACT_COUNT, FACT_COUNTS
-from services.reporting.periods import ALL_MONTHS, Block, Phases, each_day, plan, whole_years, year_months
+from services.reporting.periods import (
+    ALL_MONTHS,
+    Block,
+    Phases,
+    each_day,
+    plan,
+    week_days,
+    whole_years,
+    year_months,
+)
 from services.reporting.projections import DIMENSIONS
 from services.reporting.store import LIVE, ProjectionTables
 
@@ -79,9 +88,11 @@ def cube_rows(
     level = _level(q)
     groups = [t.c[g] for g in q.group_by]
     keys = q.additive
-    if level == "full":  # years are not kept with all four categories: their months are read
+    if level == "full":  # years and weeks are not kept with all four categories: their parts are
         if keys is not None and len(keys) == 1 and keys[0][0] == "Y":
             keys = year_months(keys[0])
+        elif keys is not None and any(key[0] == "W" for key in keys):
+            keys = tuple(day for key in keys for day in (week_days(key) if key[0] == "W" else (key,)))
     elif keys is not None and keys != (ALL_MONTHS,):
         keys = whole_years(keys)  # a year's row, not its twelve months'
 

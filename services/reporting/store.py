@@ -230,8 +230,9 @@ counts = LIVE.cube
 #: carry their previous days, additive figures are kept per year; 3: range facts carry her case's
 #: categories; 4: a histogram of days is one row with its pairs; 5: range facts counted per day
 #: (``domain.FACT_COUNT``), facts indexed by their previous day; 6: days kept per case category
-#: alone too, facts indexed by each previous day, first facts left out of those indexes.
-LAYOUT = 6
+#: alone too, facts indexed by each previous day, first facts left out of those indexes; 7: weeks
+#: kept (additive figures and fact counts), but not with all four case categories.
+LAYOUT = 7
 layout = Table("rpt_layout", metadata, Column("version", Integer, primary_key=True, autoincrement=False))
 
 

@@ -6,7 +6,16 @@ import random
 from datetime import date, timedelta
 from itertools import pairwise
 
-from services.reporting.periods import Block, Phases, months_between, plan, split, whole_years
+from services.reporting.periods import (
+    Block,
+    Phases,
+    day_run_keys,
+    months_between,
+    plan,
+    split,
+    week_days,
+    whole_years,
+)
 
 
 def test_a_range_holding_whole_months_is_read_in_its_longest_kept_periods() -> None:
@@ -38,9 +47,20 @@ def test_a_whole_year_of_months_is_read_as_its_year() -> None:
     assert whole_years(eleven) == tuple(eleven)  # not a whole year: its months
 
 
-def test_a_range_without_a_whole_month_is_read_from_its_days() -> None:
-    where = plan(date(2025, 6, 15), date(2025, 7, 14), Phases())
-    assert (where.additive, where.distinct, where.blocks) == (None, None, ())
+def test_a_range_without_a_whole_month_is_read_from_its_days_by_whole_weeks() -> None:
+    where = plan(date(2025, 6, 15), date(2025, 7, 14), Phases())  # a Sunday to a Monday
+    assert (where.additive, where.distinct, where.blocks) == (
+        ("D2025-06-15", "W2025-25", "W2025-26", "W2025-27", "W2025-28", "D2025-07-14"),
+        None,
+        (),
+    )
+    assert week_days("W2025-28") == tuple(f"D2025-07-{d:02d}" for d in range(7, 14))
+    assert day_run_keys(date(2025, 7, 8), date(2025, 7, 13)) == tuple(  # no whole week
+        f"D2025-07-{d:02d}" for d in range(8, 14)
+    )
+    # The ISO year of a week across 1 January: 29 Dec 2025 to 4 Jan 2026 is week 1 of 2026.
+    assert day_run_keys(date(2025, 12, 29), date(2026, 1, 4)) == ("W2026-01",)
+    assert week_days("W2026-01")[0] == "D2025-12-29"
     assert plan(date(2025, 7, 1), date(2025, 7, 31), Phases()).distinct == "M2025-07"  # kept whole
 
 
