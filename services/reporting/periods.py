@@ -1,8 +1,9 @@
 """Reporting periods: which pre-aggregated period keys a day falls in, and which key (if any)
 a requested ``from``..``to`` range is. Pure, no I/O.
 
-Keys: ``D2025-07-14`` (day), ``W2025-29`` (ISO week, Monday to Sunday), ``M2025-07`` (month), ``Q2025-3`` (quarter), ``Y2025`` (year),
-``Pphase-1`` (a configured project phase) and ``ALL`` (since the beginning)."""
+Keys: ``D2025-07-14`` (day), ``W2025-29`` (ISO week, Monday to Sunday), ``M2025-07`` (month),
+``Q2025-3`` (quarter), ``Y2025`` (year), ``Pphase-1`` (a configured project phase) and ``ALL``
+(since the beginning)."""
 
 from __future__ import annotations
 
@@ -110,8 +111,9 @@ class Block:
 @dataclass(frozen=True)
 class Plan:
     """Where a report over a range reads its figures: ``additive`` period keys (``M*`` = every month;
-    None = sum the days of the range; a year's key stands for its months where it is not kept, see
-    :func:`year_months`, and a whole year's months for its key where it is, see :func:`whole_years`) and the ``distinct`` key (None = count from the facts). A range that is no
+    None = sum the days of the range; a year's or week's key stands for its months or days where it
+    is not kept, see :func:`kept_with_all_four`, and a whole year's months for its key where it is,
+    see :func:`whole_years`) and the ``distinct`` key (None = count from the facts). A range that is no
     kept period but holds whole months is read in ``blocks`` (see :func:`split`): its additive keys
     are its months and the days at either end, its distinct women are those of its kept periods
     and its days, less the repeats across blocks read from the facts."""
@@ -256,6 +258,23 @@ def whole_years(keys: Sequence[str]) -> tuple[str, ...]:
     for key in keys:
         if key[0] != "M" or key[1:5] not in whole:
             out.append(key)
-        elif f"Y{key[1:5]}" not in out:
+        elif key[6:] == "01":  # the year's first month stands for all twelve
             out.append(f"Y{key[1:5]}")
+    return tuple(out)
+
+
+#: The kinds of period (first letter of the key) kept for every roll-up but the one with all four
+#: case categories, and their parts that are: years (their months) and weeks (their days). There,
+#: they would add as many cells as the parts they sum, for the reports read least.
+_PARTS = {"Y": year_months, "W": week_days}
+WITHOUT_FULL = tuple(_PARTS)
+
+
+def kept_with_all_four(keys: Sequence[str]) -> tuple[str, ...]:
+    """``keys`` with each year and week key replaced by its months or days: the keys of the same
+    days that the roll-up with all four case categories keeps."""
+    out: list[str] = []
+    for key in keys:
+        parts = _PARTS.get(key[0])
+        out += parts(key) if parts else (key,)
     return tuple(out)

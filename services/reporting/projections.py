@@ -39,7 +39,14 @@ from services.reporting.domain import (
     local_day,
     province_code,
 )
-from services.reporting.periods import Phases, additive_keys, day_key, distinct_keys, week_key
+from services.reporting.periods import (
+    WITHOUT_FULL,
+    Phases,
+    additive_keys,
+    day_key,
+    distinct_keys,
+    week_key,
+)
 from shared.events import (
     ActivityRecorded,
     CaseOpened,
@@ -70,9 +77,6 @@ UNKNOWN = "unknown"
 NOT_A_CASE = "none"  # community activities belong to no woman
 
 Cell = tuple[str, str, str, str, str, str, str, str]
-#: Kinds of period (first letter of the key) kept for every roll-up but the one with all four case
-#: categories: years and weeks (a report grouped by two or more reads their months or days).
-WITHOUT_FULL = ("Y", "W")
 DIMENSIONS = ("channel", "migration_kind", "return_kind", "age_band")
 
 
@@ -214,9 +218,9 @@ class Projection:
 
     def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
         """Add to the cells of ``periods``: every roll-up (no category, each category alone, all
-        four); for years and weeks all but all four (as many cells as the months or days they sum,
-        for the reports read least). Days have each category alone too: a range of days grouped by one would
-        otherwise sum and group every day's cells with all four (most of its time)."""
+        four); for years and weeks all but all four (``periods.WITHOUT_FULL``). Days have each
+        category alone too: a range of days grouped by one would otherwise sum and group every
+        day's cells with all four (most of its time)."""
         (channel, migration, return_kind, age), pending = self._dims(case_hash)
         if c.channel is not None:
             channel = c.channel

@@ -20,10 +20,9 @@ from services.reporting.periods import (
     Block,
     Phases,
     each_day,
+    kept_with_all_four,
     plan,
-    week_days,
     whole_years,
-    year_months,
 )
 from services.reporting.projections import DIMENSIONS
 from services.reporting.store import LIVE, ProjectionTables
@@ -88,13 +87,10 @@ def cube_rows(
     level = _level(q)
     groups = [t.c[g] for g in q.group_by]
     keys = q.additive
-    if level == "full":  # years and weeks are not kept with all four categories: their parts are
-        if keys is not None and len(keys) == 1 and keys[0][0] == "Y":
-            keys = year_months(keys[0])
-        elif keys is not None and any(key[0] == "W" for key in keys):
-            keys = tuple(day for key in keys for day in (week_days(key) if key[0] == "W" else (key,)))
-    elif keys is not None and keys != (ALL_MONTHS,):
-        keys = whole_years(keys)  # a year's row, not its twelve months'
+    if keys is not None and keys != (ALL_MONTHS,):
+        # Years and weeks are not kept with all four categories (their months and days are read);
+        # elsewhere a whole year's row is read, not its twelve months'.
+        keys = kept_with_all_four(keys) if level == "full" else whole_years(keys)
 
     def scoped(stmt: Select[Any]) -> Select[Any]:
         stmt = stmt.where(t.c.level == level)

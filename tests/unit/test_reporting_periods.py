@@ -10,6 +10,7 @@ from services.reporting.periods import (
     Block,
     Phases,
     day_run_keys,
+    kept_with_all_four,
     months_between,
     plan,
     split,
@@ -45,6 +46,12 @@ def test_a_whole_year_of_months_is_read_as_its_year() -> None:
     )
     eleven = months_between(date(2025, 1, 1), date(2025, 11, 30))
     assert whole_years(eleven) == tuple(eleven)  # not a whole year: its months
+    # With all four case categories, years and weeks are not kept: their months and days are read.
+    assert kept_with_all_four(("D2025-07-06", "W2025-28", "Y2025")) == (
+        "D2025-07-06",
+        *week_days("W2025-28"),
+        *months_between(date(2025, 1, 1), date(2025, 12, 31)),
+    )
 
 
 def test_a_range_without_a_whole_month_is_read_from_its_days_by_whole_weeks() -> None:
