@@ -12,9 +12,9 @@ per message), the fastest way through nats-py without reaching into it.
 
 Also prints the rebuild's peak memory (the events are generated and published by another process,
 so the figure is the rebuilds' own), and how often a run added its figures in memory to the fresh
-cube table (``--cube-cells``, ``rebuild_cube_cells``: 2,000,000 by default).
+cube table (``--figures``, ``rebuild_figures``: 500,000 by default).
 
-    .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3] [--cube-cells N]
+    .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3] [--figures N]
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ async def nats_py_read_rate(url: str) -> float:
         await nc.close()
 
 
-async def main(n_cases: int, runs: int, cube_cells: int) -> None:
+async def main(n_cases: int, runs: int, figures: int) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         server = NatsServer(tmp / "nats", log_file=tmp / "nats.log").start()
@@ -147,7 +147,7 @@ async def main(n_cases: int, runs: int, cube_cells: int) -> None:
                 bus=BusSettings(nats_url=server.url),
                 platform=PlatformSettings(data_dir=tmp),
                 phases=PHASES,
-                rebuild_cube_cells=cube_cells,
+                rebuild_figures=figures,
             )
             totals, replays = [], []
             for run in range(runs):
@@ -181,6 +181,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--cube-cells", type=int, default=ReportingSettings().rebuild_cube_cells)
+    parser.add_argument("--figures", type=int, default=ReportingSettings().rebuild_figures)
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.runs, args.cube_cells))
+    asyncio.run(main(args.cases, args.runs, args.figures))

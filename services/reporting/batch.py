@@ -22,12 +22,15 @@ from sqlalchemy.orm import Session
 from services.reporting.periods import Phases
 from services.reporting.projections import (
     RANGE_KINDS,
+    Base,
     CaseDims,
     Cell,
     Fact,
     Hasher,
+    Key,
     Projection,
     ReferralTimes,
+    Spreads,
 )
 from services.reporting.store import (
     CELL_COLUMNS,
@@ -96,20 +99,18 @@ class Recorder:
     def put_referral(self, referral_hash: str, times: ReferralTimes) -> None:
         self.referrals.add(referral_hash)
 
-    def pending(self, case_hash: str) -> list[tuple[Cell, int]]:
+    def pending(self, case_hash: str) -> list[tuple[Key, int]]:
         self.cases.add(case_hash)
         return []
-
-    def add_pending(self, case_hash: str, cell: Cell, delta: int) -> None:
-        self.cases.add(case_hash)
 
     def clear_pending(self, case_hash: str) -> None:
         self.cases.add(case_hash)
 
-    def bump(self, cell: Cell, delta: int) -> None:
-        pass
+    def add(self, base: Base, delta: int, pending_case: str | None) -> None:
+        if pending_case is not None:
+            self.cases.add(pending_case)
 
-    def bump_all(self, cells: list[Cell], delta: int) -> None:
+    def bump(self, key: Key, delta: int) -> None:
         pass
 
 
@@ -136,7 +137,7 @@ class Snapshot:
         return list(self.pendings.get(case_hash, Counter()).items())
 
 
-class Layer:
+class Layer(Spreads):
     """Changes on top of a snapshot or another layer; :meth:`merge` hands them down."""
 
     def __init__(self, parent: Snapshot | Layer) -> None:
@@ -183,8 +184,8 @@ class Layer:
     def clear_pending(self, case_hash: str) -> None:
         self.pendings[case_hash] = Counter()
 
-    def bump(self, cell: Cell, delta: int) -> None:
-        self.cube[cell] += delta
+    def bump(self, key: Key, delta: int) -> None:
+        self.cube[key] += delta  # type: ignore[index]  # a cell: this state keeps cells
 
     def bump_all(self, cells: list[Cell], delta: int) -> None:
         cube = self.cube

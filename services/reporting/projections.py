@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import NamedTuple, Protocol
@@ -77,7 +77,32 @@ UNKNOWN = "unknown"
 NOT_A_CASE = "none"  # community activities belong to no woman
 
 Cell = tuple[str, str, str, str, str, str, str, str]
+#: A figure before it is spread over its cells (:func:`fan_out`): a cell with the tuple of its
+#: period keys in place of one period.
+Base = tuple[tuple[str, ...], str, str, str, str, str, str, str]
+#: Either: what pending lists hold and moving a case's figures bumps (cells, or bases in a rebuild).
+Key = Cell | Base
 DIMENSIONS = ("channel", "migration_kind", "return_kind", "age_band")
+
+
+def fan_out(base: Base) -> list[Cell]:
+    """The cells a figure adds to, in each of its periods: every roll-up (no category, each
+    category alone, all four); for years and weeks all but all four (``periods.WITHOUT_FULL``).
+    Days have each category alone too: a range of days grouped by one would otherwise sum and group
+    every day's cells with all four (most of its time)."""
+    periods, province, category, channel, migration, return_kind, age, metric = base
+    R = ROLLUP
+    distinct = metric in DISTINCT_METRICS
+    cells: list[Cell] = []
+    for period in periods:
+        cells.append((period, province, category, R, R, R, R, metric))
+        if distinct or period[0] not in WITHOUT_FULL:
+            cells.append((period, province, category, channel, migration, return_kind, age, metric))
+        cells.append((period, province, category, channel, R, R, R, metric))
+        cells.append((period, province, category, R, migration, R, R, metric))
+        cells.append((period, province, category, R, R, return_kind, R, metric))
+        cells.append((period, province, category, R, R, R, age, metric))
+    return cells
 
 
 class CaseDims(NamedTuple):
@@ -151,15 +176,34 @@ class State(Protocol):
 
     def put_referral(self, referral_hash: str, times: ReferralTimes) -> None: ...
 
-    def pending(self, case_hash: str) -> list[tuple[Cell, int]]: ...
-
-    def add_pending(self, case_hash: str, cell: Cell, delta: int) -> None: ...
+    def pending(self, case_hash: str) -> Sequence[tuple[Key, int]]:
+        """What was added while her case was not known (``?`` in its categories)."""
 
     def clear_pending(self, case_hash: str) -> None: ...
 
-    def bump(self, cell: Cell, delta: int) -> None: ...
+    def add(self, base: Base, delta: int, pending_case: str | None) -> None:
+        """Add ``delta`` to a figure's cells; with ``pending_case``, remember them as hers."""
 
-    def bump_all(self, cells: list[Cell], delta: int) -> None: ...
+    def bump(self, key: Key, delta: int) -> None:
+        """Add to one of the keys :meth:`pending` gave (or the same with her categories)."""
+
+
+class Spreads:
+    """For a state that keeps cells: :meth:`add` spreads a figure over them (:func:`fan_out`)."""
+
+    def bump_all(self, cells: list[Cell], delta: int) -> None:
+        raise NotImplementedError
+
+    def add_pending(self, case_hash: str, cell: Cell, delta: int) -> None:
+        raise NotImplementedError
+
+    def add(self, base: Base, delta: int, pending_case: str | None) -> None:
+        cells = fan_out(base)
+        self.bump_all(cells, delta)
+        if pending_case is not None:
+            for cell in cells:
+                if PENDING in cell[3:7]:
+                    self.add_pending(pending_case, cell, delta)
 
 
 class Hasher:
@@ -216,31 +260,13 @@ class Projection:
             )
         return self._dims_cached
 
-    def _add(self, periods: Iterable[str], case_hash: str | None, c: Contribution) -> None:
-        """Add to the cells of ``periods``: every roll-up (no category, each category alone, all
-        four); for years and weeks all but all four (``periods.WITHOUT_FULL``). Days have each
-        category alone too: a range of days grouped by one would otherwise sum and group every
-        day's cells with all four (most of its time)."""
+    def _add(self, periods: tuple[str, ...], case_hash: str | None, c: Contribution) -> None:
+        """Add to the cells of ``periods`` (:func:`fan_out`), as pending if her case is not known."""
         (channel, migration, return_kind, age), pending = self._dims(case_hash)
         if c.channel is not None:
             channel = c.channel
-        province, category, metric = c.province, c.category, c.metric
-        R = ROLLUP
-        cells = []
-        for period in periods:
-            cells.append((period, province, category, R, R, R, R, metric))
-            if period[0] not in WITHOUT_FULL or metric in DISTINCT_METRICS:
-                cells.append((period, province, category, channel, migration, return_kind, age, metric))
-            cells.append((period, province, category, channel, R, R, R, metric))
-            cells.append((period, province, category, R, migration, R, R, metric))
-            cells.append((period, province, category, R, R, return_kind, R, metric))
-            cells.append((period, province, category, R, R, R, age, metric))
-        self.state.bump_all(cells, c.delta)
-        if pending:
-            assert case_hash is not None
-            for cell in cells:
-                if PENDING in cell[3:7]:
-                    self.state.add_pending(case_hash, cell, c.delta)
+        base = (periods, c.province, c.category, channel, migration, return_kind, age, c.metric)
+        self.state.add(base, c.delta, case_hash if pending else None)
 
     def _periods(self, d: date) -> tuple[tuple[str, ...], tuple[str, ...]]:
         found = self._period_cache.get(d)
@@ -415,7 +441,7 @@ class Projection:
 
 
 @dataclass
-class MemoryState:
+class MemoryState(Spreads):
     """The whole projection in memory: used by ``rebuild`` and by unit tests."""
 
     facts: dict[str, Fact] = field(default_factory=dict)
@@ -442,7 +468,7 @@ class MemoryState:
     def put_referral(self, referral_hash: str, times: ReferralTimes) -> None:
         self.referrals[referral_hash] = times
 
-    def pending(self, case_hash: str) -> list[tuple[Cell, int]]:
+    def pending(self, case_hash: str) -> list[tuple[Key, int]]:
         found = self.pendings.get(case_hash)
         return list(found.items()) if found else []
 
@@ -452,8 +478,8 @@ class MemoryState:
     def clear_pending(self, case_hash: str) -> None:
         self.pendings.pop(case_hash, None)
 
-    def bump(self, cell: Cell, delta: int) -> None:
-        self.cube[cell] += delta
+    def bump(self, key: Key, delta: int) -> None:
+        self.cube[key] += delta  # type: ignore[index]
 
     def bump_all(self, cells: list[Cell], delta: int) -> None:
         cube = self.cube
@@ -463,6 +489,12 @@ class MemoryState:
             return
         for cell in cells:
             cube[cell] += delta
+
+    def pending_cells(self) -> Iterable[tuple[str, Cell, int]]:
+        """(case hash, cell, delta) of what is pending."""
+        for case_hash, cells in self.pendings.items():
+            for cell, delta in cells.items():
+                yield case_hash, cell, delta
 
     def figures(self) -> dict[Cell, int]:
         """The cube without empty cells (what the tables hold)."""

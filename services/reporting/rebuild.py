@@ -5,7 +5,7 @@ projection tables, then give them the live names.
    consumer (no acks, in order; ``replay.py``), and applied to an in-memory projection: the same rules the live
    consumers run (``projections.py``), so the result must equal the live tables. Its figures
    are the most of its memory (some 250 bytes a cell, 3 million cells at 20,000 cases): whenever
-   they reach ``rebuild_cube_cells``, they are added to the fresh cube table and memory starts
+   they reach ``rebuild_figures``, they are added to the fresh cube table and memory starts
    again from none (:class:`CubeSpill`), while reading waits.
 2. The rest of the projection is bulk-written into tables named ``rpt_*__b<random>``.
 3. In one write transaction (live consumers wait for it): the events published since step 1 are
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from secrets import token_hex
@@ -35,15 +34,16 @@ from services.reporting.batch import decode_fast
 from services.reporting.handlers import SUBSCRIPTIONS, apply_to
 from services.reporting.keys import hasher_for, phases_for
 from services.reporting.periods import Phases
-from services.reporting.projections import Cell, Hasher, MemoryState, Projection
+from services.reporting.projections import Hasher, Projection
 from services.reporting.replay import Interceptor, read_stream
+from services.reporting.rollup import DeferredState, Row
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import (
     LAYOUT,
     LIVE,
     ProjectionTables,
     cube_contents,
-    increment_cells,
+    increment_rows,
     layout_state,
     projection_tables,
     recreate_empty,
@@ -87,25 +87,25 @@ def _decode(headers: dict[str, str] | None, body: bytes) -> Event | None:
 
 
 class CubeSpill:
-    """Keeps a replay's figures in memory under ``limit`` cells: once they reach it they are added
-    to the fresh cube table (as a live batch adds its own) and the replay goes on from an empty
-    cube, so that a long history needs memory for its facts and cases, not for every cell."""
+    """Keeps a replay's figures in memory under ``limit``: once they reach it they are spread over
+    their cells and added to the fresh cube table (as a live batch adds its own), and the replay
+    goes on with none, so that a long history needs memory for its facts and cases, not for every
+    figure."""
 
-    def __init__(self, engine: AsyncEngine, table: Table, state: MemoryState, limit: int) -> None:
+    def __init__(self, engine: AsyncEngine, table: Table, state: DeferredState, limit: int) -> None:
         self.engine, self.table, self.state, self.limit = engine, table, state, limit
         self.spills = 0
 
     def due(self) -> Awaitable[None] | None:
         """After an event: None, or the write to await (the replay's reading waits for it)."""
-        if len(self.state.cube) < self.limit:
+        if self.state.size() < self.limit:
             return None
-        full, self.state.cube = self.state.cube, Counter()
         self.spills += 1
-        return self._add(full)
+        return self._add(self.state.take_rows())
 
-    async def _add(self, cells: Counter[Cell]) -> None:
+    async def _add(self, rows: tuple[list[Row], list[Row]]) -> None:
         async with self.engine.begin() as conn:
-            await conn.run_sync(increment_cells, self.table, cells.items())
+            await conn.run_sync(increment_rows, self.table, rows)
 
 
 async def replay_into(
@@ -208,9 +208,9 @@ async def rebuild(
         async with engine.begin() as conn:
             await conn.run_sync(md.create_all)
         try:
-            state = MemoryState()
+            state = DeferredState()
             projection = Projection(state, hasher, phases)
-            spill = CubeSpill(engine, fresh.cube, state, settings.rebuild_cube_cells)
+            spill = CubeSpill(engine, fresh.cube, state, settings.rebuild_figures)
             lasts = await _last_seqs(js)
             await replay_into(js, interceptor, projection, {}, lasts, result, spill)
             result.replay_seconds = time.perf_counter() - started

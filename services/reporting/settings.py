@@ -28,9 +28,10 @@ class ReportingSettings(ServiceSettings):
     phases: dict[str, tuple[date, date]] = Field(default_factory=lambda: dict(DEFAULT_PHASES))
     #: Smallest figure a donor may see; smaller cells show as "<k" (2..11).
     suppression_k: int = Field(default=5, ge=2, le=11)
-    #: Figures (cube cells) ``osso reporting rebuild`` keeps in memory before adding them to the
-    #: fresh tables and starting again from none: some 250 bytes each, so 2,000,000 is ~500 MB.
-    rebuild_cube_cells: int = Field(default=2_000_000, ge=1_000)
+    #: Figures ``osso reporting rebuild`` keeps in memory (some 250 bytes each) before spreading
+    #: them over their cells (about seven rows each, twenty cells before they are added up) and
+    #: adding those to the fresh tables: 500,000 needs about 1 GB at that moment.
+    rebuild_figures: int = Field(default=500_000, ge=1_000)
 
     @field_validator("phases")
     @classmethod

@@ -7,6 +7,7 @@ transaction. The audit table is not a projection and is never rebuilt.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,9 +42,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from services.reporting.domain import (
-    HISTOGRAMS,
-    PREFIX_LENGTH,
-    histogram_of,
     join_pairs,
     parse_pairs,
 )
@@ -51,14 +49,16 @@ from services.reporting.projections import (
     DIMENSIONS,
     PENDING,
     RANGE_KINDS,
-    ROLLUP,
     CaseDims,
     Cell,
     Fact,
+    Key,
     MemoryState,
     ReferralTimes,
+    Spreads,
     previous_days,
 )
+from services.reporting.rollup import DeferredState, Row, cell_rows
 from shared.db import UtcDateTime
 
 metadata = MetaData()
@@ -302,69 +302,24 @@ def _placeholders(conn: Connection, n: int) -> list[str]:
     return ["%s"] * n
 
 
-def level(cell: Cell) -> str:
-    """Which roll-up a cell belongs to: ``all`` (no case category), one category's name, or ``full``.
-    It leads the cube's primary key, so a report reads only the cells of its roll-up."""
-    dims = cell[3:7]
-    found = _LEVELS.get(dims)
-    if found is None:
-        named = [n for n, v in zip(DIMENSIONS, dims, strict=True) if v != ROLLUP]
-        found = "all" if not named else named[0] if len(named) == 1 else "full"
-        if len(_LEVELS) < 100_000:
-            _LEVELS[dims] = found
-    return found
-
-
-_LEVELS: dict[tuple[str, ...], str] = {}
-
-
-def _key_order(row: tuple[Any, ...]) -> str:
-    """A sort key equal in order to the row's first nine (text) columns: comparing one string is
-    several times faster than comparing tuples element by element (values hold no NUL)."""
-    return "\x00".join(row[:9])
-
-
-def _cell_rows(cells: Iterable[tuple[Cell, int]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """``(level, *cell, value)`` rows of the non-zero plain cells, and ``(level, *cell, total,
-    pairs)`` rows of the histograms (their cells ``d2a:12`` gathered under the metric ``d2a:``),
-    both in primary key order (B-tree locality)."""
-    plain: list[tuple[Any, ...]] = []
-    histograms: dict[tuple[str, ...], dict[int, int]] = {}
-    levels = _LEVELS  # a rebuild passes here with hundreds of thousands of cells: no call per cell
-    for cell, value in cells:
-        if not value:
-            continue
-        if cell[7][:PREFIX_LENGTH] not in HISTOGRAMS or (found := histogram_of(cell[7])) is None:
-            plain.append((levels.get(cell[3:7]) or level(cell), *cell, value))
-            continue
-        key = (*cell[:7], found[0])
-        days = histograms.get(key)
-        if days is None:
-            days = histograms[key] = {}
-        days[found[1]] = days.get(found[1], 0) + value
-    plain.sort(key=_key_order)
-    joined = [
-        (level(key), *key, sum(days.values()), pairs)  # type: ignore[arg-type]
-        for key, days in histograms.items()
-        if (pairs := join_pairs(days))
-    ]
-    joined.sort(key=_key_order)
-    return plain, joined
-
-
 def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
     """Add to cube cells with one driver-level ``executemany`` (no per-row SQL construction:
     a batch or a rebuild writes hundreds of thousands of cells), in key order (B-tree locality).
     A histogram's new pairs are appended to its row's, in the upsert itself (so replicas writing at
     once lose nothing), and rows appended to often enough are compacted (:func:`compact_histograms`)."""
-    if _write_cells(conn, table, cells, add=True):
+    increment_rows(conn, table, cell_rows(cells))
+
+
+def increment_rows(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]]) -> None:
+    """:func:`increment_cells` with the cells already made rows (``rollup``)."""
+    if write_rows(conn, table, rows, add=True):
         compact_histograms(conn, table)
 
 
-def _write_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]], *, add: bool) -> bool:
-    """Write cube cells: with ``add``, added to the rows there may be; else as new rows (no
-    conflict check per row). Returns whether any histogram was written."""
-    plain, histograms = _cell_rows(cells)
+def write_rows(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]], *, add: bool) -> bool:
+    """Write cube rows (plain, histograms): with ``add``, added to the rows there may be; else as
+    new rows (no conflict check per row). Returns whether any histogram was written."""
+    plain, histograms = rows
     names = ", ".join(("level", *CELL_COLUMNS))
     t = f'"{table.name}"'
     upsert = f" ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value" if add else ""
@@ -409,12 +364,6 @@ def compact_histograms(conn: Connection, table: Table, limit: int = 1000) -> int
             ],
         )
     return len(rows)
-
-
-def insert_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
-    """Insert distinct cube cells into a table that holds none of them (a rebuild's fresh table):
-    a plain ``INSERT``, no conflict check per row."""
-    _write_cells(conn, table, cells, add=False)
 
 
 def fact_dims(fact: Fact, case: Callable[[str], CaseDims | None]) -> tuple[str | None, ...]:
@@ -515,7 +464,7 @@ def _cell_dict(cell: Cell) -> dict[str, str]:
     return dict(zip(CELL_COLUMNS, cell, strict=True))
 
 
-class SqlState:
+class SqlState(Spreads):
     """The projection's state in the database, read on demand inside one transaction (a sync
     session run with ``AsyncSession.run_sync``); figures are buffered and written by :meth:`flush`."""
 
@@ -575,7 +524,7 @@ class SqlState:
         stmt = _insert(self.s, self.t.referrals).values(referral_hash=referral_hash, **values)
         self.s.execute(stmt.on_conflict_do_update(index_elements=["referral_hash"], set_=values))
 
-    def pending(self, case_hash: str) -> list[tuple[Cell, int]]:
+    def pending(self, case_hash: str) -> list[tuple[Key, int]]:
         p = self.t.pending
         rows = self.s.execute(
             select(*(p.c[n] for n in CELL_COLUMNS), p.c.delta).where(p.c.case_hash == case_hash)
@@ -591,8 +540,8 @@ class SqlState:
         self._pending.pop(case_hash, None)
         self.s.execute(delete(self.t.pending).where(self.t.pending.c.case_hash == case_hash))
 
-    def bump(self, cell: Cell, delta: int) -> None:
-        self._cube[cell] += delta
+    def bump(self, key: Key, delta: int) -> None:
+        self._cube[key] += delta  # type: ignore[index]  # a cell: this state keeps cells
 
     def bump_all(self, cells: list[Cell], delta: int) -> None:
         for cell in cells:
@@ -643,7 +592,8 @@ def write_memory_state(
     indexes = [index for table in tables.all() for index in table.indexes]
     for index in indexes:
         index.drop(conn)
-    (increment_cells if cube_started else insert_cells)(conn, tables.cube, state.cube.items())
+    rows = state.take_rows() if isinstance(state, DeferredState) else cell_rows(state.cube.items())
+    (increment_rows if cube_started else functools.partial(write_rows, add=False))(conn, tables.cube, rows)
     insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
     put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
     put(
@@ -663,12 +613,7 @@ def write_memory_state(
     )
     put(
         tables.pending,
-        (
-            {"case_hash": h, **_cell_dict(cell), "delta": d}
-            for h, cells in state.pendings.items()
-            for cell, d in cells.items()
-            if d
-        ),
+        ({"case_hash": h, **_cell_dict(cell), "delta": d} for h, cell, d in state.pending_cells() if d),
     )
     for index in indexes:
         index.create(conn)

@@ -185,7 +185,7 @@ async def test_generated_history_gives_exact_figures_and_rebuild_equals_live(
     # Rebuild from the streams into fresh tables: equal to live; then swapped in, figures unchanged.
     settings = settings_for(Path(str(rt.settings.platform.data_dir)), nats_server.url)
     # The kept one with little memory for figures: added to its cube table some twenty times.
-    small = settings.model_copy(update={"rebuild_cube_cells": 20_000})
+    small = settings.model_copy(update={"rebuild_figures": 3_000})
     kept = await rebuild(small, engine=rt.engine, swap_tables=False)
     assert kept.events >= len(h.events) and kept.skipped == 0 and kept.spills > 10
     assert await compare(rt.engine, kept.tables.removeprefix("rpt_*")) == (0, 0, 0)

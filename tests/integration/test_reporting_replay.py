@@ -6,7 +6,7 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from pathlib import Path
 
 import nats
@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Table, inspect
 
 from services.reporting import rebuild as rebuild_module
 from services.reporting import replay
-from services.reporting.projections import Cell
 from services.reporting.replay import Interceptor, read_stream
+from services.reporting.rollup import Row
 from services.reporting.settings import ReportingSettings
 from shared.db import make_engine
 from shared.natsserver import NatsServer
@@ -71,24 +71,24 @@ async def test_a_rebuild_that_fails_leaves_no_tables_behind(
 ) -> None:
     # Figures are added to the fresh cube during the replay (a small bound), and the second such
     # write fails: the fresh tables, created before the replay, must go with the failed rebuild.
-    await publish_all(nats_server.url, generate(30, seed=3).events)
+    await publish_all(nats_server.url, generate(200, seed=3).events)
     settings = ReportingSettings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}",
         bus=BusSettings(nats_url=nats_server.url),
         platform=PlatformSettings(data_dir=tmp_path),
         phases=PHASES,
-        rebuild_cube_cells=1_000,
+        rebuild_figures=1_000,
     )
     writes: list[int] = []
-    real = rebuild_module.increment_cells
+    real = rebuild_module.increment_rows
 
-    def failing(conn: Connection, table: Table, cells: Iterable[tuple[Cell, int]]) -> None:
+    def failing(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]]) -> None:
         writes.append(1)
         if len(writes) == 2:
             raise RuntimeError("disk full")
-        real(conn, table, cells)
+        real(conn, table, rows)
 
-    monkeypatch.setattr(rebuild_module, "increment_cells", failing)
+    monkeypatch.setattr(rebuild_module, "increment_rows", failing)
     engine = make_engine(settings.database_url)
     try:
         with pytest.raises(RuntimeError, match="disk full"):

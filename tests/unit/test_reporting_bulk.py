@@ -9,7 +9,7 @@ from nats.aio.msg import Msg
 
 from services.reporting.projections import Cell, MemoryState
 from services.reporting.replay import message_headers, stream_sequence
-from services.reporting.store import _cell_rows, level
+from services.reporting.rollup import cell_rows, level
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_cell_rows_in_primary_key_order() -> None:
         ("M2025-07", "31", "", "*", "*", "*", "*", "d2c:5"),
     ]
     values = [3, 1, 2, 5, 4, 7, 0, 2, 1, 1, 0, -1]
-    plain, histograms = _cell_rows(zip(cells, values, strict=True))
+    plain, histograms = cell_rows(zip(cells, values, strict=True))
     assert plain == sorted((level(c), *c, v) for c, v in zip(cells[:7], values[:7], strict=True) if v)
     # A histogram's days are one row under its prefix, pairs in order of days.
     assert histograms == [

@@ -1,0 +1,95 @@
+"""A rebuild's figures, spread over their cells with numpy at the end (``rollup.base_rows``), give
+exactly the rows the live path gives by spreading each figure as it comes (``fan_out`` then
+``cell_rows``)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from services.reporting.domain import DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION
+from services.reporting.periods import Phases
+from services.reporting.projections import PENDING, Base, Cell, Hasher, MemoryState, Projection, fan_out
+from services.reporting.rollup import DeferredState, base_rows, cell_rows
+from shared.events import CaseOpened
+from tests.unit.test_reporting_history import PHASES, generate
+
+
+def _spread(bases: Counter[Base]) -> Counter[Cell]:
+    cells: Counter[Cell] = Counter()
+    for base, delta in bases.items():
+        for cell in fan_out(base):
+            cells[cell] += delta
+    return cells
+
+
+def _random_bases(rng: random.Random, n: int) -> Counter[Base]:
+    period_sets = [
+        ("D2025-07-14", "W2025-29", "M2025-07", "Q2025-3", "Y2025", "Pphase-2"),
+        ("D2024-12-31", "W2025-01", "M2024-12", "Q2024-4", "Y2024"),
+        ("M2025-07",),
+        ("Y2025",),
+        ("W2025-29",),
+        ("D2025-07-14", "W2025-29"),
+    ]
+    metrics = [
+        "sessions",
+        "women_reached",
+        "women_supported",
+        "f:women_reached",
+        "referrals_completed",
+        *(
+            f"{prefix}{days}"
+            for prefix in (DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION)
+            for days in (0, 3, 12, 40)
+        ),
+    ]
+    bases: Counter[Base] = Counter()
+    for _ in range(n):
+        base: Base = (
+            rng.choice(period_sets),
+            rng.choice(["01", "31", "79"]),
+            rng.choice(["", "legal", "health"]),
+            rng.choice(["hotline", "sms", PENDING, "none"]),
+            rng.choice(["labour", "marriage", PENDING]),
+            rng.choice(["deported", "voluntary", PENDING]),
+            rng.choice(["18_24", "25_34", PENDING]),
+            rng.choice(metrics),
+        )
+        bases[base] += rng.choice([1, 1, 1, 2, -1])  # some figures net to nothing, some negative
+    return bases
+
+
+def test_base_rows_equal_the_rows_of_the_spread_cells() -> None:
+    rng = random.Random(7)
+    for n in (1, 5, 200, 3000):
+        bases = _random_bases(rng, n)
+        plain, histograms = base_rows(bases.items())
+        expected = cell_rows(_spread(bases).items())
+        assert plain == expected[0]
+        assert histograms == expected[1]
+    assert base_rows([]) == ([], [])
+
+
+def test_a_history_kept_as_figures_gives_the_cells_spread_as_they_come() -> None:
+    # Events in shuffled order: figures counted before her case.opened move to her categories; and
+    # some cases never opened: their figures stay pending.
+    events = [
+        e
+        for n, e in enumerate(generate(300, seed=11).events)
+        if not (isinstance(e, CaseOpened) and n % 10 == 0)
+    ]
+    random.Random(3).shuffle(events)
+    hasher = Hasher(b"k" * 32)
+    spread, deferred = MemoryState(), DeferredState()
+    for state in (spread, deferred):
+        projection = Projection(state, hasher, Phases.of(PHASES))
+        for event in events:
+            projection.apply(event)
+    assert deferred.size() > 0
+    plain, histograms = deferred.take_rows()
+    assert (plain, histograms) == cell_rows(spread.cube.items())
+    assert any(PENDING in row[4:8] for row in plain)  # some cases are never opened
+    pending = sorted(spread.pending_cells())
+    assert pending and sorted(deferred.pending_cells()) == pending
+    assert deferred.size() == 0  # taken
