@@ -11,8 +11,8 @@ that does nothing with them, and nats-py's public API alone (an ordered push con
 per message), the fastest way through nats-py without reaching into it.
 
 Also prints the rebuild's peak memory (the events are generated and published by another process,
-so the figure is the rebuilds' own), and how often a run added its figures in memory to the fresh
-cube table (``--figures``, ``rebuild_figures``: 500,000 by default).
+so the figure is the rebuilds' own), and how often a run spread the figures it kept in memory over
+their cells (every ``--figures``, ``rebuild_figures``: 500,000 by default, and once at the end).
 
     .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3] [--figures N]
 """
@@ -157,7 +157,7 @@ async def main(n_cases: int, runs: int, figures: int) -> None:
                 print(
                     f"  run {run + 1}: {result.events:,} events in {result.seconds:.2f} s "
                     f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s; "
-                    f"figures added to the table {result.spills} times during the replay)"
+                    f"figures spread over their cells {result.spreads} times)"
                 )
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
             print(f"  peak memory of this process (the rebuilds): {peak:,.0f} MiB")

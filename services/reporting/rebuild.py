@@ -4,10 +4,9 @@ projection tables, then give them the live names.
 1. Each stream is read from sequence 1 up to its last sequence at the start, by an ephemeral pull
    consumer (no acks, in order; ``replay.py``), and applied to an in-memory projection: the same rules the live
    consumers run (``projections.py``), so the result must equal the live tables. Its figures
-   are the most of its memory (some 250 bytes a cell, 3 million cells at 20,000 cases): whenever
-   they reach ``rebuild_figures``, they are added to the fresh cube table and memory starts
-   again from none (:class:`CubeSpill`), while reading waits.
-2. The rest of the projection is bulk-written into tables named ``rpt_*__b<random>``.
+   are kept as they come, and every ``rebuild_figures`` of them spread over their cells in numpy
+   (``rollup.py``: some 16 bytes a cell).
+2. The projection is bulk-written into tables named ``rpt_*__b<random>``.
 3. In one write transaction (live consumers wait for it): the events published since step 1 are
    applied to the fresh tables, and the tables are renamed. An event a live consumer applies again
    after the swap adds nothing: every figure is guarded by a keyed fact.
@@ -26,7 +25,7 @@ from secrets import token_hex
 
 import nats
 from nats.js import JetStreamContext
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,14 +35,13 @@ from services.reporting.keys import hasher_for, phases_for
 from services.reporting.periods import Phases
 from services.reporting.projections import Hasher, Projection
 from services.reporting.replay import Interceptor, read_stream
-from services.reporting.rollup import DeferredState, Row
+from services.reporting.rollup import DeferredState
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import (
     LAYOUT,
     LIVE,
     ProjectionTables,
     cube_contents,
-    increment_rows,
     layout_state,
     projection_tables,
     recreate_empty,
@@ -67,8 +65,8 @@ class RebuildResult:
     late_events: int = 0
     seconds: float = 0.0
     replay_seconds: float = 0.0
-    #: How many times the figures in memory were added to the fresh cube during the replay.
-    spills: int = 0
+    #: How many times the figures kept in memory were spread over their cells (``rollup``).
+    spreads: int = 0
     tables: str = ""
     swapped: bool = False
     last_seqs: dict[str, int] = field(default_factory=dict)
@@ -86,28 +84,6 @@ def _decode(headers: dict[str, str] | None, body: bytes) -> Event | None:
         return None
 
 
-class CubeSpill:
-    """Keeps a replay's figures in memory under ``limit``: once they reach it they are spread over
-    their cells and added to the fresh cube table (as a live batch adds its own), and the replay
-    goes on with none, so that a long history needs memory for its facts and cases, not for every
-    figure."""
-
-    def __init__(self, engine: AsyncEngine, table: Table, state: DeferredState, limit: int) -> None:
-        self.engine, self.table, self.state, self.limit = engine, table, state, limit
-        self.spills = 0
-
-    def due(self) -> Awaitable[None] | None:
-        """After an event: None, or the write to await (the replay's reading waits for it)."""
-        if self.state.size() < self.limit:
-            return None
-        self.spills += 1
-        return self._add(self.state.take_rows())
-
-    async def _add(self, rows: tuple[list[Row], list[Row]]) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(increment_rows, self.table, rows)
-
-
 async def replay_into(
     js: JetStreamContext,
     interceptor: Interceptor,
@@ -115,7 +91,6 @@ async def replay_into(
     firsts: dict[str, int],
     lasts: dict[str, int],
     result: RebuildResult,
-    spill: CubeSpill | None = None,
 ) -> None:
     """Apply every event of the streams in the given ranges to ``projection``."""
 
@@ -130,7 +105,9 @@ async def replay_into(
             result.skipped += 1
             return None
         result.events += 1
-        return spill.due() if spill is not None else None
+        if isinstance(projection.state, DeferredState):
+            projection.state.spread_if_full()
+        return None
 
     # Cases first: a figure for a case already opened goes straight to her categories, where one
     # read before her case.opened is counted as pending and moved (twice the work). The others at
@@ -208,16 +185,15 @@ async def rebuild(
         async with engine.begin() as conn:
             await conn.run_sync(md.create_all)
         try:
-            state = DeferredState()
+            state = DeferredState(limit=settings.rebuild_figures)
             projection = Projection(state, hasher, phases)
-            spill = CubeSpill(engine, fresh.cube, state, settings.rebuild_figures)
             lasts = await _last_seqs(js)
-            await replay_into(js, interceptor, projection, {}, lasts, result, spill)
+            await replay_into(js, interceptor, projection, {}, lasts, result)
             result.replay_seconds = time.perf_counter() - started
-            result.spills = spill.spills
 
             async with engine.begin() as conn:
-                await conn.run_sync(write_memory_state, fresh, state, spill.spills > 0)
+                await conn.run_sync(write_memory_state, fresh, state)
+            result.spreads = state.spreads
             async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
                 now = await _last_seqs(js)
                 late = await _late_events(js, interceptor, {s: lasts[s] + 1 for s in STREAMS}, now)

@@ -13,7 +13,7 @@ writing the rows: some 70 counter updates and a sort key per event.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,26 +91,35 @@ def cell_rows(cells: Iterable[tuple[Cell, int]]) -> tuple[list[Row], list[Row]]:
     return plain, joined
 
 
-class _Column:
-    """A column's values replaced by their ranks among its distinct values (so that ranks compare
-    as the strings do), and where they go in a packed cell (:meth:`place`)."""
+class Vocabulary:
+    """Codes for one column's values, in the order they were first seen."""
 
-    def __init__(self, values: Sequence[str], always: Iterable[str] = ()) -> None:
-        self.vocab = sorted(set(values).union(always))
-        self.index = {value: n for n, value in enumerate(self.vocab)}
-        self.ranks: Ints = np.fromiter(map(self.index.__getitem__, values), dtype=np.int64, count=len(values))
-        self.bits = max(1, (len(self.vocab) - 1).bit_length())
-        self.names = np.array(self.vocab, dtype=object)
-        self.shift = 0
+    def __init__(self, always: Iterable[str] = ()) -> None:
+        self.codes: dict[str, int] = {}
+        for value in always:
+            self.codes.setdefault(value, len(self.codes))
 
-    def place(self, ranks: Ints | int) -> Ints | int:
-        return ranks << self.shift
+    def encode(self, values: Iterable[str], count: int) -> Ints:
+        codes = self.codes
+        return np.fromiter((codes.setdefault(v, len(codes)) for v in values), dtype=np.int64, count=count)
 
-    def ranks_in(self, packed: Ints) -> Ints:
-        return (packed >> self.shift) & ((1 << self.bits) - 1)
+    @property
+    def bits(self) -> int:
+        return max(1, (len(self.codes) - 1).bit_length())
 
-    def decode(self, packed: Ints) -> list[str]:
-        return self.names[self.ranks_in(packed)].tolist()  # type: ignore[no-any-return]
+    def flags(self, test: Callable[[str], bool]) -> npt.NDArray[np.bool_]:
+        """``test`` of each code's value, indexed by code."""
+        return np.fromiter(map(test, self.codes), dtype=bool, count=len(self.codes))
+
+    def ranks(self) -> Ints:
+        """Each code's rank among the values in string order (the cube's key order)."""
+        values = list(self.codes)
+        ranks = np.empty(len(values), dtype=np.int64)
+        ranks[sorted(range(len(values)), key=values.__getitem__)] = np.arange(len(values))
+        return ranks
+
+    def in_order(self) -> npt.NDArray[np.object_]:
+        return np.array(sorted(self.codes), dtype=object)
 
 
 def _first_of_runs(*sorted_keys: Ints) -> Ints:
@@ -122,125 +131,223 @@ def _first_of_runs(*sorted_keys: Ints) -> Ints:
     return np.flatnonzero(change)
 
 
+@dataclass
+class Run:
+    """Cells added up: each one integer (its columns' codes, packed with ``widths`` bits, the
+    primary key's first column in the highest bits), sorted, none zero."""
+
+    keys: Ints
+    values: Ints
+    widths: tuple[int, ...]
+
+    def keys_in(self, widths: tuple[int, ...]) -> Ints:
+        """The keys packed with ``widths`` (wider as more values are seen: same order)."""
+        return self.keys if widths == self.widths else _pack(_unpack(self.keys, self.widths), widths)
+
+
+def _shifts(widths: Sequence[int]) -> list[int]:
+    out, shift = [], 0
+    for width in reversed(widths):
+        out.append(shift)
+        shift += width
+    return out[::-1]
+
+
+def _unpack(keys: Ints, widths: Sequence[int]) -> list[Ints]:
+    return [
+        (keys >> shift) & ((1 << width) - 1) for shift, width in zip(_shifts(widths), widths, strict=True)
+    ]
+
+
+def _pack(columns: Sequence[Ints | int], widths: Sequence[int]) -> Ints:
+    key: Ints = np.zeros(1, dtype=np.int64)
+    for column, shift in zip(columns, _shifts(widths), strict=True):
+        key = key | (np.asarray(column, dtype=np.int64) << shift)
+    return key
+
+
+def _added_up(keys: Ints, values: Ints, widths: tuple[int, ...]) -> Run:
+    """Equal keys added up, sorted (a stable sort: runs already sorted are merged, not re-sorted)."""
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    if len(keys):
+        first = _first_of_runs(keys)
+        keys, values = keys[first], np.add.reduceat(values, first)
+    nonzero = values != 0
+    return Run(keys[nonzero], values[nonzero], widths)
+
+
+class Rollup:
+    """A rebuild's figures spread over their cells and added up in numpy (:meth:`add`), as a few
+    sorted runs merged as they grow (each cell some 16 bytes); :meth:`rows` gives the cube's rows."""
+
+    def __init__(self) -> None:
+        # The cube's primary key, in order.
+        self.columns = (
+            Vocabulary(LEVELS),
+            *(Vocabulary() for _ in ("period", "province", "category")),
+            *(Vocabulary((ROLLUP,)) for _ in DIMENSIONS),
+            Vocabulary(),
+        )
+        self.runs: list[Run] = []
+
+    @property
+    def cells(self) -> int:
+        return sum(len(run.keys) for run in self.runs)
+
+    def _widths(self) -> tuple[int, ...]:
+        widths = tuple(column.bits for column in self.columns)
+        if sum(widths) > 63:  # some 50 bits for ten years of days and histograms
+            raise ValueError(f"a cube cell needs {sum(widths)} bits, more than 63: {widths}")
+        return widths
+
+    def add(self, bases: Iterable[tuple[Base, int]]) -> None:
+        """Spread these figures over their cells (each as ``fan_out`` does) and add them."""
+        items = [(base, delta) for base, delta in bases if delta]
+        if not items:
+            return
+        n = len(items)
+        level, period, province, category, *dims, metric = self.columns
+        columns = list(zip(*(base for base, _ in items), strict=True))
+        deltas: Ints = np.fromiter((delta for _, delta in items), dtype=np.int64, count=n)
+        # Each distinct tuple of periods once, its keys flattened.
+        sets: dict[tuple[str, ...], int] = {}
+        set_of: Ints = np.fromiter(
+            (sets.setdefault(p, len(sets)) for p in columns[0]), dtype=np.int64, count=n
+        )
+        lengths: Ints = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+        flat = period.encode((key for periods in sets for key in periods), int(lengths.sum()))
+        province_of = province.encode(columns[1], n)
+        category_of = category.encode(columns[2], n)
+        dims_of = [column.encode(values, n) for column, values in zip(dims, columns[3:7], strict=True)]
+        metric_of = metric.encode(columns[7], n)
+        widths = self._widths()
+
+        # One entry per figure and period of it.
+        per_figure = lengths[set_of]
+        figure = np.repeat(np.arange(n), per_figure)
+        nth = np.arange(len(figure)) - np.repeat(np.cumsum(per_figure) - per_figure, per_figure)
+        period_of = flat[np.repeat((np.cumsum(lengths) - lengths)[set_of], per_figure) + nth]
+        value = deltas[figure]
+        common = [province_of[figure], category_of[figure]]
+        # Years and weeks are not kept with all four categories, but for distinct women.
+        full_kept = period.flags(lambda key: key[0] not in WITHOUT_FULL)[period_of]
+        full_kept |= metric.flags(lambda m: m in DISTINCT_METRICS)[metric_of[figure]]
+        blocks: list[Ints] = []
+        values: list[Ints] = []
+        for name in LEVELS:
+            named = [
+                column_of[figure] if name in ("full", dimension) else column.codes[ROLLUP]
+                for column, column_of, dimension in zip(dims, dims_of, DIMENSIONS, strict=True)
+            ]
+            key = _pack([level.codes[name], period_of, *common, *named, metric_of[figure]], widths)
+            blocks.append(key[full_kept] if name == "full" else key)
+            values.append(value[full_kept] if name == "full" else value)
+        self.runs.append(_added_up(np.concatenate(blocks), np.concatenate(values), widths))
+        # Merged while the last run is as big as the one before: few runs, each cell merged a few times.
+        while len(self.runs) > 1 and len(self.runs[-1].keys) * 2 >= len(self.runs[-2].keys):
+            self._merge_last_two()
+
+    def _merge_last_two(self) -> None:
+        widths = self._widths()
+        older, newer = self.runs[-2:]
+        keys = np.concatenate([older.keys_in(widths), newer.keys_in(widths)])
+        self.runs[-2:] = [_added_up(keys, np.concatenate([older.values, newer.values]), widths)]
+
+    def rows(self, chunk: int = 500_000) -> Iterator[tuple[list[Row], list[Row]]]:
+        """The cube's rows, as :func:`cell_rows` gives them for the same cells: ``(plain,
+        histograms)`` pairs of up to ``chunk`` rows each, all plain ones first; each list in key
+        order."""
+        while len(self.runs) > 1:
+            self._merge_last_two()
+        if not self.runs:
+            return
+        run = self.runs.pop()
+        widths = self._widths()
+        # Codes (first seen) to ranks (string order): packed, the primary key's order.
+        codes = _unpack(run.keys_in(widths), widths)
+        keys = _pack([column.ranks()[c] for column, c in zip(self.columns, codes, strict=True)], widths)
+        del codes
+        order = np.argsort(keys)
+        keys, values = keys[order], run.values[order]
+        del run, order
+        names = [column.in_order() for column in self.columns]
+        metric_names = names[-1]
+        found = [histogram_of(m) for m in metric_names]
+        is_histogram = np.array([f is not None for f in found], dtype=bool)[(keys & ((1 << widths[-1]) - 1))]
+
+        def decoded(at: Ints, upto: int) -> list[list[str]]:
+            columns = _unpack(at, widths)
+            return [names[n][columns[n]].tolist() for n in range(upto)]
+
+        plain_keys, plain_values = keys[~is_histogram], values[~is_histogram]
+        for start in range(0, len(plain_keys), chunk):
+            part = plain_keys[start : start + chunk]
+            yield list(zip(*decoded(part, 9), plain_values[start : start + chunk].tolist(), strict=True)), []
+        del plain_keys, plain_values
+
+        # Histograms: a row per cell but its metric and per prefix, with its days' pairs.
+        keys, values = keys[is_histogram], values[is_histogram]
+        metric_of = keys & ((1 << widths[-1]) - 1)
+        prefixes = sorted({f[0] for f in found if f is not None})
+        prefix_of = np.array([prefixes.index(f[0]) if f else -1 for f in found], dtype=np.int64)[metric_of]
+        days_of = np.array([f[1] if f else 0 for f in found], dtype=np.int64)[metric_of]
+        cell_of = keys >> widths[-1]  # prefixes sort as their metrics do
+        order = np.lexsort((days_of, prefix_of, cell_of))
+        cell_of, prefix_of, days_of, keys, values = (
+            a[order] for a in (cell_of, prefix_of, days_of, keys, values)
+        )
+        heads = _first_of_runs(cell_of, prefix_of) if len(keys) else np.zeros(0, dtype=np.int64)
+        ends = np.append(heads[1:], len(keys))
+        totals = np.add.reduceat(values, heads) if len(heads) else values[:0]
+        for start in range(0, len(heads), chunk):
+            part = slice(start, start + chunk)
+            first, last = int(heads[part][0]), int(ends[part][-1])
+            pairs = [
+                f"{d} {c}"
+                for d, c in zip(days_of[first:last].tolist(), values[first:last].tolist(), strict=True)
+            ]
+            yield (
+                [],
+                [
+                    (*cell, prefixes[prefix], total, ",".join(pairs[begin - first : end - first]))
+                    for *cell, prefix, total, begin, end in zip(
+                        *decoded(keys[heads[part]], 8),
+                        prefix_of[heads[part]].tolist(),
+                        totals[part].tolist(),
+                        heads[part].tolist(),
+                        ends[part].tolist(),
+                        strict=True,
+                    )
+                ],
+            )
+
+
 def base_rows(bases: Iterable[tuple[Base, int]]) -> tuple[list[Row], list[Row]]:
     """What :func:`cell_rows` gives for the cells of these figures (each spread by ``fan_out``),
-    computed with numpy: equal, row for row (the unit tests compare them)."""
-    items = [(base, delta) for base, delta in bases if delta]
-    if not items:
-        return [], []
-    columns = list(zip(*(base for base, _ in items), strict=True))
-    deltas: Ints = np.fromiter((delta for _, delta in items), dtype=np.int64, count=len(items))
-    # Each distinct tuple of periods once, its keys flattened.
-    sets: dict[tuple[str, ...], int] = {}
-    set_of: Ints = np.fromiter(
-        (sets.setdefault(periods, len(sets)) for periods in columns[0]), dtype=np.int64, count=len(items)
-    )
-    period = _Column([key for periods in sets for key in periods])
-    lengths: Ints = np.fromiter((len(periods) for periods in sets), dtype=np.int64, count=len(sets))
-    province, category = _Column(columns[1]), _Column(columns[2])
-    dims = [_Column(values, (ROLLUP,)) for values in columns[3:7]]
-    metric = _Column(columns[7])
-    levels = _Column(LEVELS)
-    # A cell packed in one integer, the primary key's columns from the highest bits down.
-    order = (levels, period, province, category, *dims, metric)
-    if sum(column.bits for column in order) > 63:  # far more values than any history has
-        return cell_rows(_spread(items).items())
-    shift = 0
-    for column in reversed(order):
-        column.shift = shift
-        shift += column.bits
-
-    # One entry per figure and period of it.
-    per_figure = lengths[set_of]
-    figure = np.repeat(np.arange(len(items)), per_figure)
-    nth = np.arange(len(figure)) - np.repeat(np.cumsum(per_figure) - per_figure, per_figure)
-    period_rank = period.ranks[np.repeat((np.cumsum(lengths) - lengths)[set_of], per_figure) + nth]
-    value = deltas[figure]
-    common = (
-        period.place(period_rank)
-        | province.place(province.ranks[figure])
-        | category.place(category.ranks[figure])
-        | metric.ranks[figure]
-    )
-    # Years and weeks are not kept with all four categories, but for distinct women.
-    full_kept = (
-        np.array([key[0] not in WITHOUT_FULL for key in period.vocab])[period_rank]
-        | np.array([m in DISTINCT_METRICS for m in metric.vocab])[metric.ranks[figure]]
-    )
-    blocks: list[Ints] = []
-    values: list[Ints] = []
-    for name in LEVELS:
-        key = common | levels.place(levels.index[name])
-        for n, column in enumerate(dims):
-            named = name in ("full", DIMENSIONS[n])
-            key = key | (column.place(column.ranks[figure]) if named else column.place(column.index[ROLLUP]))
-        if name == "full":
-            blocks.append(key[full_kept])  # type: ignore[index]
-            values.append(value[full_kept])
-        else:
-            blocks.append(key)  # type: ignore[arg-type]
-            values.append(value)
-
-    # Equal cells added up, in key order; the non-zero ones kept.
-    keys = np.concatenate(blocks)
-    sort = np.argsort(keys, kind="stable")
-    keys, summed = keys[sort], np.concatenate(values)[sort]
-    first = _first_of_runs(keys)
-    keys, summed = keys[first], np.add.reduceat(summed, first)
-    nonzero = summed != 0
-    keys, summed = keys[nonzero], summed[nonzero]
-
-    found = [histogram_of(m) for m in metric.vocab]
-    is_histogram = np.array([f is not None for f in found])[metric.ranks_in(keys)]
-    plain_keys = keys[~is_histogram]
-    plain = list(zip(*(c.decode(plain_keys) for c in order), summed[~is_histogram].tolist(), strict=True))
-
-    # Histograms: a row per cell but its metric and per prefix, with its days' pairs.
-    hist_keys, hist_values = keys[is_histogram], summed[is_histogram]
-    metric_of = metric.ranks_in(hist_keys)
-    prefixes = sorted({f[0] for f in found if f is not None})
-    prefix_of = np.array([prefixes.index(f[0]) if f else -1 for f in found], dtype=np.int64)[metric_of]
-    days_of = np.array([f[1] if f else 0 for f in found], dtype=np.int64)[metric_of]
-    cell_of = hist_keys >> metric.bits  # prefixes sort as their metrics do
-    sort = np.lexsort((days_of, prefix_of, cell_of))
-    cell_of, prefix_of, days_of, hist_keys, hist_values = (
-        a[sort] for a in (cell_of, prefix_of, days_of, hist_keys, hist_values)
-    )
-    heads = _first_of_runs(cell_of, prefix_of)
-    pairs = [f"{d} {c}" for d, c in zip(days_of.tolist(), hist_values.tolist(), strict=True)]
-    if not len(heads):
-        return plain, []
-    ends = [*heads[1:].tolist(), len(pairs)]
-    totals = np.add.reduceat(hist_values, heads).tolist()
-    histograms = [
-        (*cell, prefixes[prefix], total, ",".join(pairs[start:end]))
-        for *cell, prefix, total, start, end in zip(
-            *(c.decode(hist_keys[heads]) for c in order[:-1]),
-            prefix_of[heads].tolist(),
-            totals,
-            heads.tolist(),
-            ends,
-            strict=True,
-        )
-    ]
+    with numpy (:class:`Rollup`): equal, row for row (the unit tests compare them)."""
+    rollup = Rollup()
+    rollup.add(bases)
+    plain: list[Row] = []
+    histograms: list[Row] = []
+    for more_plain, more_histograms in rollup.rows():
+        plain += more_plain
+        histograms += more_histograms
     return plain, histograms
-
-
-def _spread(items: Iterable[tuple[Base, int]]) -> Counter[Cell]:
-    cells: Counter[Cell] = Counter()
-    for base, delta in items:
-        for cell in fan_out(base):
-            cells[cell] += delta
-    return cells
 
 
 @dataclass
 class DeferredState(MemoryState):
-    """A rebuild's state: the projection in memory, its figures kept as they come (not spread over
-    their cells until :meth:`take_rows`)."""
+    """A rebuild's state: the projection in memory, its figures kept as they come; every ``limit``
+    distinct ones are spread over their cells (:class:`Rollup`, far less memory a cell than a
+    ``Counter``) and :meth:`rows` gives the cube's rows at the end."""
 
+    limit: int = 500_000
     bases: Counter[Base] = field(default_factory=Counter)
     base_pendings: defaultdict[str, Counter[Base]] = field(default_factory=lambda: defaultdict(Counter))
+    rollup: Rollup = field(default_factory=Rollup)
+    #: How many times figures were spread (every ``limit``, and once at the end).
+    spreads: int = 0
 
     def add(self, base: Base, delta: int, pending_case: str | None) -> None:
         self.bases[base] += delta
@@ -257,12 +364,20 @@ class DeferredState(MemoryState):
     def clear_pending(self, case_hash: str) -> None:
         self.base_pendings.pop(case_hash, None)
 
-    def size(self) -> int:
-        return len(self.bases)
+    def spread_if_full(self) -> None:
+        """After an event: the figures kept spread over their cells, once there are ``limit``."""
+        if len(self.bases) >= self.limit:
+            self._spread()
 
-    def take_rows(self) -> tuple[list[Row], list[Row]]:
+    def _spread(self) -> None:
         taken, self.bases = self.bases, Counter()
-        return base_rows(taken.items())
+        self.rollup.add(taken.items())
+        self.spreads += 1
+
+    def rows(self, chunk: int = 500_000) -> Iterator[tuple[list[Row], list[Row]]]:
+        """The cube's rows (:meth:`Rollup.rows`), once."""
+        self._spread()
+        return self.rollup.rows(chunk)
 
     def pending_cells(self) -> Iterable[tuple[str, Cell, int]]:
         for case_hash, bases in self.base_pendings.items():

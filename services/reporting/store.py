@@ -7,7 +7,6 @@ transaction. The audit table is not a projection and is never rebuilt.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -568,11 +567,9 @@ def write_memory_state(
     conn: Connection,
     tables: ProjectionTables,
     state: MemoryState,
-    cube_started: bool = False,
     chunk: int = 20_000,
 ) -> None:
-    """Bulk-write a whole in-memory projection into empty tables (created with their indexes);
-    with ``cube_started``, the cube table holds figures already (a rebuild's spills), added to."""
+    """Bulk-write a whole in-memory projection into empty tables (created with their indexes)."""
 
     def chunks(rows: Iterable[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         batch: list[dict[str, Any]] = []
@@ -592,8 +589,8 @@ def write_memory_state(
     indexes = [index for table in tables.all() for index in table.indexes]
     for index in indexes:
         index.drop(conn)
-    rows = state.take_rows() if isinstance(state, DeferredState) else cell_rows(state.cube.items())
-    (increment_rows if cube_started else functools.partial(write_rows, add=False))(conn, tables.cube, rows)
+    for rows in state.rows() if isinstance(state, DeferredState) else [cell_rows(state.cube.items())]:
+        write_rows(conn, tables.cube, rows, add=False)
     insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
     put(tables.cases, ({"case_hash": h, **d._asdict()} for h, d in state.cases.items()))
     put(

@@ -184,13 +184,13 @@ async def test_generated_history_gives_exact_figures_and_rebuild_equals_live(
 
     # Rebuild from the streams into fresh tables: equal to live; then swapped in, figures unchanged.
     settings = settings_for(Path(str(rt.settings.platform.data_dir)), nats_server.url)
-    # The kept one with little memory for figures: added to its cube table some twenty times.
+    # The kept one with little memory for figures: spread over their cells some twenty times.
     small = settings.model_copy(update={"rebuild_figures": 3_000})
     kept = await rebuild(small, engine=rt.engine, swap_tables=False)
-    assert kept.events >= len(h.events) and kept.skipped == 0 and kept.spills > 10
+    assert kept.events >= len(h.events) and kept.skipped == 0 and kept.spreads > 10
     assert await compare(rt.engine, kept.tables.removeprefix("rpt_*")) == (0, 0, 0)
     swapped = await rebuild(settings, engine=rt.engine)
-    assert swapped.swapped and swapped.spills == 0
+    assert swapped.swapped and swapped.spreads == 1
     assert await live_cube(rt) == before
     await assert_expected_figures(client, rt, h)
     # The kept copy is not live; drop it.

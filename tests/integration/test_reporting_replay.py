@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Table, inspect
 
 from services.reporting import rebuild as rebuild_module
 from services.reporting import replay
+from services.reporting import store as store_module
 from services.reporting.replay import Interceptor, read_stream
 from services.reporting.rollup import Row
 from services.reporting.settings import ReportingSettings
@@ -69,8 +70,8 @@ async def test_a_handler_that_makes_reading_wait_loses_nothing(
 async def test_a_rebuild_that_fails_leaves_no_tables_behind(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Figures are added to the fresh cube during the replay (a small bound), and the second such
-    # write fails: the fresh tables, created before the replay, must go with the failed rebuild.
+    # The fresh tables are created before the replay, and the second write of cube rows into
+    # them (the histograms' rows) fails: they must go with the failed rebuild.
     await publish_all(nats_server.url, generate(200, seed=3).events)
     settings = ReportingSettings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}",
@@ -80,15 +81,15 @@ async def test_a_rebuild_that_fails_leaves_no_tables_behind(
         rebuild_figures=1_000,
     )
     writes: list[int] = []
-    real = rebuild_module.increment_rows
+    real = store_module.write_rows
 
-    def failing(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]]) -> None:
+    def failing(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]], *, add: bool) -> bool:
         writes.append(1)
         if len(writes) == 2:
             raise RuntimeError("disk full")
-        real(conn, table, rows)
+        return real(conn, table, rows, add=add)
 
-    monkeypatch.setattr(rebuild_module, "increment_rows", failing)
+    monkeypatch.setattr(store_module, "write_rows", failing)
     engine = make_engine(settings.database_url)
     try:
         with pytest.raises(RuntimeError, match="disk full"):

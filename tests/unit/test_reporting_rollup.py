@@ -10,7 +10,7 @@ from collections import Counter
 from services.reporting.domain import DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION
 from services.reporting.periods import Phases
 from services.reporting.projections import PENDING, Base, Cell, Hasher, MemoryState, Projection, fan_out
-from services.reporting.rollup import DeferredState, base_rows, cell_rows
+from services.reporting.rollup import DeferredState, Row, base_rows, cell_rows
 from shared.events import CaseOpened
 from tests.unit.test_reporting_history import PHASES, generate
 
@@ -81,15 +81,24 @@ def test_a_history_kept_as_figures_gives_the_cells_spread_as_they_come() -> None
     ]
     random.Random(3).shuffle(events)
     hasher = Hasher(b"k" * 32)
-    spread, deferred = MemoryState(), DeferredState()
-    for state in (spread, deferred):
+    spread = MemoryState()
+    kept_all, kept_few = DeferredState(), DeferredState(limit=500)  # the latter spreads ~every 500
+    for state in (spread, kept_all, kept_few):
         projection = Projection(state, hasher, Phases.of(PHASES))
         for event in events:
             projection.apply(event)
-    assert deferred.size() > 0
-    plain, histograms = deferred.take_rows()
-    assert (plain, histograms) == cell_rows(spread.cube.items())
-    assert any(PENDING in row[4:8] for row in plain)  # some cases are never opened
+            if isinstance(state, DeferredState):
+                state.spread_if_full()
+    expected = cell_rows(spread.cube.items())
+    assert any(PENDING in row[4:8] for row in expected[0])  # some cases are never opened
     pending = sorted(spread.pending_cells())
-    assert pending and sorted(deferred.pending_cells()) == pending
-    assert deferred.size() == 0  # taken
+    for state in (kept_all, kept_few):
+        plain: list[Row] = []
+        histograms: list[Row] = []
+        for more_plain, more_histograms in state.rows(chunk=1000):  # in chunks, in key order
+            plain += more_plain
+            histograms += more_histograms
+        assert (plain, histograms) == expected
+        assert pending and sorted(state.pending_cells()) == pending
+    assert kept_all.spreads == 1 and kept_few.spreads > 10
+    assert len(kept_few.rollup.runs) == 0  # merged and handed out
