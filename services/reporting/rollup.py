@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ Row = tuple[Any, ...]
 Ints = npt.NDArray[np.int64]
 
 LEVELS = ("all", *DIMENSIONS, "full")
+#: Spreads figures while a rebuild's replay goes on (:meth:`DeferredState.spread_if_full`).
+_SPREADER = ThreadPoolExecutor(1, thread_name_prefix="rollup")
 
 
 def level(cell: Cell) -> str:
@@ -348,6 +351,7 @@ class DeferredState(MemoryState):
     rollup: Rollup = field(default_factory=Rollup)
     #: How many times figures were spread (every ``limit``, and once at the end).
     spreads: int = 0
+    _spreading: Future[None] | None = field(default=None, repr=False)
 
     def add(self, base: Base, delta: int, pending_case: str | None) -> None:
         self.bases[base] += delta
@@ -365,18 +369,26 @@ class DeferredState(MemoryState):
         self.base_pendings.pop(case_hash, None)
 
     def spread_if_full(self) -> None:
-        """After an event: the figures kept spread over their cells, once there are ``limit``."""
+        """After an event: once there are ``limit`` figures kept, they are spread over their cells
+        in a thread of their own (numpy lets go of the GIL for most of it) while the replay goes
+        on; the one before is awaited first, so at most one is."""
         if len(self.bases) >= self.limit:
-            self._spread()
+            self._wait()
+            taken, self.bases = self.bases, Counter()
+            self._spreading = _SPREADER.submit(self.rollup.add, taken.items())
+            self.spreads += 1
 
-    def _spread(self) -> None:
-        taken, self.bases = self.bases, Counter()
-        self.rollup.add(taken.items())
-        self.spreads += 1
+    def _wait(self) -> None:
+        if self._spreading is not None:
+            spreading, self._spreading = self._spreading, None
+            spreading.result()  # its error, if any, is the rebuild's
 
     def rows(self, chunk: int = 500_000) -> Iterator[tuple[list[Row], list[Row]]]:
         """The cube's rows (:meth:`Rollup.rows`), once."""
-        self._spread()
+        self._wait()
+        taken, self.bases = self.bases, Counter()
+        self.rollup.add(taken.items())
+        self.spreads += 1
         return self.rollup.rows(chunk)
 
     def pending_cells(self) -> Iterable[tuple[str, Cell, int]]:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
@@ -290,6 +291,26 @@ def _increment_rows(
     session.execute(stmt, rows)
 
 
+#: Rows a statement inserts on SQLite: handing rows over costs more than the B-tree, and a statement
+#: of 50 rows costs a third less a row than one of one (one step and reset for 50).
+ROWS_PER_STATEMENT = 50
+
+
+def insert_rows(conn: Connection, head: str, marks: str, tail: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``{head} VALUES ({marks}){tail}`` for each row, with one driver-level ``executemany``; on
+    SQLite :data:`ROWS_PER_STATEMENT` rows a statement. Rows must have distinct keys when ``tail``
+    is an upsert (so must they for PostgreSQL's, anyway)."""
+    k = ROWS_PER_STATEMENT if conn.dialect.name == "sqlite" else 1
+    whole = len(rows) // k * k
+    if whole and k > 1:
+        many = f"{head} VALUES {', '.join([f'({marks})'] * k)}{tail}"
+        conn.exec_driver_sql(many, [tuple(chain.from_iterable(rows[i : i + k])) for i in range(0, whole, k)])
+    else:
+        whole = 0
+    if whole < len(rows):
+        conn.exec_driver_sql(f"{head} VALUES ({marks}){tail}", list(rows[whole:]))
+
+
 def _placeholders(conn: Connection, n: int) -> list[str]:
     style = conn.dialect.paramstyle
     if style == "qmark":
@@ -323,17 +344,14 @@ def write_rows(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]]
     t = f'"{table.name}"'
     upsert = f" ON CONFLICT ({names}) DO UPDATE SET value = {t}.value + excluded.value" if add else ""
     if plain:
-        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 2))
-        conn.exec_driver_sql(f"INSERT INTO {t} ({names}, value, appends) VALUES ({marks}, 0){upsert}", plain)
+        marks = ", ".join([*_placeholders(conn, len(CELL_COLUMNS) + 2), "0"])
+        insert_rows(conn, f"INSERT INTO {t} ({names}, value, appends)", marks, upsert, plain)
     if histograms:
-        marks = ", ".join(_placeholders(conn, len(CELL_COLUMNS) + 3))
+        marks = ", ".join([*_placeholders(conn, len(CELL_COLUMNS) + 3), "0"])
         # A row compacted to no pair holds NULL, but one written before that rule may hold ''.
         append = f", pairs = COALESCE(NULLIF({t}.pairs, '') || ',', '') || excluded.pairs, appends = {t}.appends + 1"
-        conn.exec_driver_sql(
-            f"INSERT INTO {t} ({names}, value, pairs, appends) VALUES ({marks}, 0){upsert}"
-            + (append if add else ""),
-            histograms,
-        )
+        tail = upsert + (append if add else "")
+        insert_rows(conn, f"INSERT INTO {t} ({names}, value, pairs, appends)", marks, tail, histograms)
     return bool(histograms)
 
 
@@ -399,7 +417,7 @@ def insert_facts(
         return
     rows.sort(key=lambda row: row[0])
     marks = ", ".join(_placeholders(conn, len(FACT_COLUMNS)))
-    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({", ".join(FACT_COLUMNS)}) VALUES ({marks})', rows)
+    insert_rows(conn, f'INSERT INTO "{table.name}" ({", ".join(FACT_COLUMNS)})', marks, "", rows)
 
 
 def link_facts(
