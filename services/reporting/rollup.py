@@ -2,12 +2,13 @@
 spread over their cells (a rebuild).
 
 A figure adds to some twenty cells (``projections.fan_out``: each of its periods, each roll-up).
-Live batches spread each figure as it comes. A rebuild instead keeps its figures as they come
-(:class:`DeferredState`: about 3 a event, most of them distinct) and spreads them all at once at the
-end (:func:`base_rows`): every column is replaced by its rank among the column's values, a cell
-becomes one 64-bit number whose order is the primary key's, and the roll-ups are added up and
-sorted by numpy, in C. In Python that spreading cost more than anything else in a rebuild but
-writing the rows: some 70 counter updates and a sort key per event.
+Live batches spread each figure as it comes (:func:`cell_rows`). A rebuild instead keeps its
+figures as they come (:class:`DeferredState`: about 3 an event, most of them distinct) and spreads
+them in bulk with numpy (:class:`Rollup`): each column's values get codes, a cell is one 64-bit
+integer of its codes, and the cells are added up and sorted in C, into runs merged as they grow;
+at the end the codes become ranks (string order), so the integers sort as the primary key and the
+rows come out in the order the B-tree wants them. In Python that spreading cost more than anything
+in a rebuild but writing the rows: some 70 counter updates and a sort key per event.
 """
 
 from __future__ import annotations
@@ -194,10 +195,6 @@ class Rollup:
         )
         self.runs: list[Run] = []
 
-    @property
-    def cells(self) -> int:
-        return sum(len(run.keys) for run in self.runs)
-
     def _widths(self) -> tuple[int, ...]:
         widths = tuple(column.bits for column in self.columns)
         if sum(widths) > 63:  # some 50 bits for ten years of days and histograms
@@ -268,9 +265,11 @@ class Rollup:
         run = self.runs.pop()
         widths = self._widths()
         # Codes (first seen) to ranks (string order): packed, the primary key's order.
-        codes = _unpack(run.keys_in(widths), widths)
-        keys = _pack([column.ranks()[c] for column, c in zip(self.columns, codes, strict=True)], widths)
-        del codes
+        # One column at a time: a history of 100,000 cases has some 10 million cells.
+        coded, keys = run.keys_in(widths), np.zeros(len(run.keys), dtype=np.int64)
+        for column, shift, width in zip(self.columns, _shifts(widths), widths, strict=True):
+            keys |= column.ranks()[(coded >> shift) & ((1 << width) - 1)] << shift
+        del coded
         order = np.argsort(keys)
         keys, values = keys[order], run.values[order]
         del run, order
