@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from secrets import token_hex
 
@@ -94,20 +93,19 @@ async def replay_into(
 ) -> None:
     """Apply every event of the streams in the given ranges to ``projection``."""
 
-    def handle(headers: dict[str, str] | None, body: bytes) -> Awaitable[None] | None:
+    def handle(headers: dict[str, str] | None, body: bytes) -> None:
         event = _decode(headers, body)
         if event is None:
             result.skipped += 1
-            return None
+            return
         try:
             projection.apply(event)
         except Exception:  # the live consumers dead-letter these too
             result.skipped += 1
-            return None
+            return
         result.events += 1
         if isinstance(projection.state, DeferredState):
             projection.state.spread_if_full()
-        return None
 
     # Cases first: a figure for a case already opened goes straight to her categories, where one
     # read before her case.opened is counted as pending and moved (twice the work). The others at

@@ -23,8 +23,9 @@ from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 #: Called with a message's headers (as nats-py gives them; None without) and body. What it
-#: returns, if anything, is awaited before the next message is read from the connection (a rebuild
-#: writing out part of its projection: reading waits, so that memory stays bounded).
+#: returns, if anything, is awaited before the next message is read from the connection (a handler
+#: that must write before it takes more: reading waits, so that memory stays bounded; the rebuild
+#: keeps its figures compact in memory instead and returns nothing).
 Handler = Callable[[dict[str, str] | None, bytes], Awaitable[None] | None]
 Raw = Callable[[bytes, bytes, bytes | None], Awaitable[None]]
 
