@@ -87,11 +87,12 @@ async def replay_into(
     js: JetStreamContext,
     interceptor: Interceptor,
     projection: Projection,
+    state: DeferredState,
     firsts: dict[str, int],
     lasts: dict[str, int],
     result: RebuildResult,
 ) -> None:
-    """Apply every event of the streams in the given ranges to ``projection``."""
+    """Apply every event of the streams in the given ranges to ``projection`` (over ``state``)."""
 
     def handle(headers: dict[str, str] | None, body: bytes) -> None:
         event = _decode(headers, body)
@@ -104,8 +105,7 @@ async def replay_into(
             result.skipped += 1
             return
         result.events += 1
-        if isinstance(projection.state, DeferredState):
-            projection.state.spread_if_full()
+        state.spread_if_full()
 
     # Cases first: a figure for a case already opened goes straight to her categories, where one
     # read before her case.opened is counted as pending and moved (twice the work). The others at
@@ -186,7 +186,7 @@ async def rebuild(
             state = DeferredState(limit=settings.rebuild_figures)
             projection = Projection(state, hasher, phases)
             lasts = await _last_seqs(js)
-            await replay_into(js, interceptor, projection, {}, lasts, result)
+            await replay_into(js, interceptor, projection, state, {}, lasts, result)
             result.replay_seconds = time.perf_counter() - started
 
             async with engine.begin() as conn:
@@ -201,8 +201,8 @@ async def rebuild(
                     await conn.run_sync(swap, fresh, LIVE)
                 result.last_seqs = now
         except BaseException:
-            # The fresh tables exist from the start (figures are added to them during the replay):
-            # a rebuild that fails leaves none of them beside the live ones.
+            # The fresh tables exist from the start: a rebuild that fails, while replaying or
+            # writing them, leaves none of them beside the live ones.
             with contextlib.suppress(Exception):
                 await asyncio.shield(_drop(engine, md))
             raise

@@ -8,7 +8,8 @@ them in bulk with numpy (:class:`Rollup`): each column's values get codes, a cel
 integer of its codes, and the cells are added up and sorted in C, into runs merged as they grow;
 at the end the codes become ranks (string order), so the integers sort as the primary key and the
 rows come out in the order the B-tree wants them. In Python that spreading cost more than anything
-in a rebuild but writing the rows: some 70 counter updates and a sort key per event.
+in a rebuild but writing the rows: some 70 counter updates and a sort key per event. The unit
+tests check that both ways give the same rows.
 """
 
 from __future__ import annotations
@@ -325,19 +326,6 @@ class Rollup:
             )
 
 
-def base_rows(bases: Iterable[tuple[Base, int]]) -> tuple[list[Row], list[Row]]:
-    """What :func:`cell_rows` gives for the cells of these figures (each spread by ``fan_out``),
-    with numpy (:class:`Rollup`): equal, row for row (the unit tests compare them)."""
-    rollup = Rollup()
-    rollup.add(bases)
-    plain: list[Row] = []
-    histograms: list[Row] = []
-    for more_plain, more_histograms in rollup.rows():
-        plain += more_plain
-        histograms += more_histograms
-    return plain, histograms
-
-
 @dataclass
 class DeferredState(MemoryState):
     """A rebuild's state: the projection in memory, its figures kept as they come; every ``limit``
@@ -373,9 +361,7 @@ class DeferredState(MemoryState):
         on; the one before is awaited first, so at most one is."""
         if len(self.bases) >= self.limit:
             self._wait()
-            taken, self.bases = self.bases, Counter()
-            self._spreading = _SPREADER.submit(self.rollup.add, taken.items())
-            self.spreads += 1
+            self._spreading = _SPREADER.submit(self.rollup.add, self._take())
 
     def _wait(self) -> None:
         if self._spreading is not None:
@@ -385,10 +371,14 @@ class DeferredState(MemoryState):
     def rows(self, chunk: int = 500_000) -> Iterator[tuple[list[Row], list[Row]]]:
         """The cube's rows (:meth:`Rollup.rows`), once."""
         self._wait()
-        taken, self.bases = self.bases, Counter()
-        self.rollup.add(taken.items())
-        self.spreads += 1
+        self.rollup.add(self._take())
         return self.rollup.rows(chunk)
+
+    def _take(self) -> Iterable[tuple[Base, int]]:
+        """The figures kept so far, to spread (counted), and none kept after."""
+        taken, self.bases = self.bases, Counter()
+        self.spreads += 1
+        return taken.items()
 
     def pending_cells(self) -> Iterable[tuple[str, Cell, int]]:
         for case_hash, bases in self.base_pendings.items():

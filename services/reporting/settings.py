@@ -28,9 +28,9 @@ class ReportingSettings(ServiceSettings):
     phases: dict[str, tuple[date, date]] = Field(default_factory=lambda: dict(DEFAULT_PHASES))
     #: Smallest figure a donor may see; smaller cells show as "<k" (2..11).
     suppression_k: int = Field(default=5, ge=2, le=11)
-    #: Figures ``osso reporting rebuild`` keeps in memory (some 250 bytes each) before spreading
-    #: them over their cells (about seven rows each, twenty cells before they are added up) and
-    #: adding those to the fresh tables: 500,000 needs about 1 GB at that moment.
+    #: Figures ``osso reporting rebuild`` keeps as they come (some 250 bytes each) before it spreads
+    #: them over their cells in memory (``rollup``: some 20 cells each before they are added up,
+    #: about 16 bytes a cell after): 500,000 needs about 1 GB while they are spread.
     rebuild_figures: int = Field(default=500_000, ge=1_000)
 
     @field_validator("phases")

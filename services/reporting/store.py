@@ -327,12 +327,7 @@ def increment_cells(conn: Connection, table: Table, cells: Iterable[tuple[Cell, 
     a batch or a rebuild writes hundreds of thousands of cells), in key order (B-tree locality).
     A histogram's new pairs are appended to its row's, in the upsert itself (so replicas writing at
     once lose nothing), and rows appended to often enough are compacted (:func:`compact_histograms`)."""
-    increment_rows(conn, table, cell_rows(cells))
-
-
-def increment_rows(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]]) -> None:
-    """:func:`increment_cells` with the cells already made rows (``rollup``)."""
-    if write_rows(conn, table, rows, add=True):
+    if write_rows(conn, table, cell_rows(cells), add=True):
         compact_histograms(conn, table)
 
 

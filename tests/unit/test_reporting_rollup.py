@@ -1,4 +1,4 @@
-"""A rebuild's figures, spread over their cells with numpy at the end (``rollup.base_rows``), give
+"""A rebuild's figures, spread over their cells with numpy at the end (``rollup.Rollup``), give
 exactly the rows the live path gives by spreading each figure as it comes (``fan_out`` then
 ``cell_rows``)."""
 
@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
 from services.reporting.domain import DAYS_TO_ACCEPTANCE, DAYS_TO_COMPLETION
 from services.reporting.periods import Phases
 from services.reporting.projections import PENDING, Base, Cell, Hasher, MemoryState, Projection, fan_out
-from services.reporting.rollup import DeferredState, Row, base_rows, cell_rows
+from services.reporting.rollup import DeferredState, Rollup, Row, cell_rows
 from shared.events import CaseOpened
 from tests.unit.test_reporting_history import PHASES, generate
 
@@ -21,6 +22,22 @@ def _spread(bases: Counter[Base]) -> Counter[Cell]:
         for cell in fan_out(base):
             cells[cell] += delta
     return cells
+
+
+def _joined(chunks: Iterator[tuple[list[Row], list[Row]]]) -> tuple[list[Row], list[Row]]:
+    plain: list[Row] = []
+    histograms: list[Row] = []
+    for more_plain, more_histograms in chunks:
+        plain += more_plain
+        histograms += more_histograms
+    return plain, histograms
+
+
+def base_rows(bases: Iterable[tuple[Base, int]]) -> tuple[list[Row], list[Row]]:
+    """The rows of these figures spread with numpy (:class:`Rollup`)."""
+    rollup = Rollup()
+    rollup.add(bases)
+    return _joined(rollup.rows())
 
 
 def _random_bases(rng: random.Random, n: int) -> Counter[Base]:
@@ -93,11 +110,7 @@ def test_a_history_kept_as_figures_gives_the_cells_spread_as_they_come() -> None
     assert any(PENDING in row[4:8] for row in expected[0])  # some cases are never opened
     pending = sorted(spread.pending_cells())
     for state in (kept_all, kept_few):
-        plain: list[Row] = []
-        histograms: list[Row] = []
-        for more_plain, more_histograms in state.rows(chunk=1000):  # in chunks, in key order
-            plain += more_plain
-            histograms += more_histograms
+        plain, histograms = _joined(state.rows(chunk=1000))  # in chunks, in key order
         assert (plain, histograms) == expected
         assert pending and sorted(state.pending_cells()) == pending
     assert kept_all.spreads == 1 and kept_few.spreads > 10
