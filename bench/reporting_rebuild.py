@@ -15,6 +15,10 @@ so the figure is the rebuilds' own), and how often a run spread the figures it k
 their cells (every ``--figures``, ``rebuild_figures``: 500,000 by default, and once at the end).
 
     .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3] [--figures N]
+        [--database-url postgresql+asyncpg://postgres@127.0.0.1/<empty database>]
+
+With ``--database-url`` the rebuilds write to that database (production's PostgreSQL: bulk-loaded
+with ``COPY``, primary keys and indexes built after the rows) instead of a fresh SQLite file.
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ async def nats_py_read_rate(url: str) -> float:
         await nc.close()
 
 
-async def main(n_cases: int, runs: int, figures: int) -> None:
+async def main(n_cases: int, runs: int, figures: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         server = NatsServer(tmp / "nats", log_file=tmp / "nats.log").start()
@@ -143,7 +147,7 @@ async def main(n_cases: int, runs: int, figures: int) -> None:
             await asyncio.to_thread(publish_elsewhere, server.url, n_cases)
             print(f"published {n_cases:,} cases in {time.perf_counter() - started:.0f} s")
             settings = ReportingSettings(
-                database_url=f"sqlite+aiosqlite:///{tmp / 'reporting.db'}",
+                database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'reporting.db'}",
                 bus=BusSettings(nats_url=server.url),
                 platform=PlatformSettings(data_dir=tmp),
                 phases=PHASES,
@@ -182,5 +186,9 @@ if __name__ == "__main__":
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--figures", type=int, default=ReportingSettings().rebuild_figures)
+    parser.add_argument(
+        "--database-url",
+        help="the rebuilds' database (default: a fresh SQLite file), e.g. postgresql+asyncpg://postgres@127.0.0.1/bench",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.runs, args.figures))
+    asyncio.run(main(args.cases, args.runs, args.figures, args.database_url))

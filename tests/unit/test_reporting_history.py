@@ -371,7 +371,9 @@ def expected(
 
 # -- unit tests of the projection on the generated history ------------------------------------------
 
-HASHER = Hasher(b"test-reporting-key-0123456789")
+#: The reporting hash key of these tests (``ReportingSettings.hash_key``), and its hasher.
+HASHER_KEY = "test-reporting-key-0123456789"
+HASHER = Hasher(HASHER_KEY.encode())
 
 
 def project(events: list[Event]) -> MemoryState:
