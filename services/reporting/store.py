@@ -8,7 +8,8 @@ transaction. The audit table is not a projection and is never rebuilt.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import chain, islice
@@ -586,26 +587,32 @@ class SqlState(Spreads):
         self._linked.clear()
 
 
-def _drop_primary_keys(conn: Connection, tables: ProjectionTables) -> dict[Table, str]:
-    """Drop the tables' primary keys on PostgreSQL, returning their names: one built from loaded
-    rows (a sort) costs half of what keeping it up to date row by row does."""
-    names: dict[Table, str] = {}
-    for table in tables.all():
-        name = conn.exec_driver_sql(
+@contextmanager
+def _loading(conn: Connection, tables: Sequence[Table]) -> Iterator[None]:
+    """Rows written inside are indexed after: secondary indexes, and on PostgreSQL primary keys
+    too, are dropped first and built from the rows at the end (a sort: about half the cost of
+    keeping them up to date row by row). SQLite's WITHOUT ROWID tables are their primary key."""
+    indexes = [index for table in tables for index in table.indexes]
+    for index in indexes:
+        index.drop(conn)
+    keys: dict[Table, str] = {}
+    for table in tables if conn.dialect.name == "postgresql" else ():
+        keys[table] = conn.exec_driver_sql(
             f"SELECT conname FROM pg_constraint WHERE conrelid = CAST({_placeholders(conn, 1)[0]} AS regclass)"
             " AND contype = 'p'",
             (f'"{table.name}"',),
         ).scalar_one()
-        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{name}"')
-        names[table] = name
-    return names
+        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{keys[table]}"')
+    yield
+    for table, name in keys.items():
+        columns = ", ".join(f'"{column.name}"' for column in table.primary_key)
+        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD CONSTRAINT "{name}" PRIMARY KEY ({columns})')
+    for index in indexes:
+        index.create(conn)
 
 
 def write_memory_state(
-    conn: Connection,
-    tables: ProjectionTables,
-    state: MemoryState,
-    chunk: int = 20_000,
+    conn: Connection, tables: ProjectionTables, state: MemoryState, chunk: int = 20_000
 ) -> None:
     """Bulk-write a whole in-memory projection into empty tables (created with their indexes)."""
 
@@ -622,29 +629,19 @@ def write_memory_state(
                     row[i] = process(row[i])
             insert_rows(conn, table, columns, batch)
 
-    # Secondary indexes are built once after the rows are in: cheaper than updating them per row.
-    # On PostgreSQL the primary keys too (SQLite's WITHOUT ROWID tables are their primary key).
-    indexes = [index for table in tables.all() for index in table.indexes]
-    for index in indexes:
-        index.drop(conn)
-    keys = _drop_primary_keys(conn, tables) if conn.dialect.name == "postgresql" else {}
-    for rows in state.rows() if isinstance(state, DeferredState) else [cell_rows(state.cube.items())]:
-        write_rows(conn, tables.cube, rows, add=False)
-    insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
-    put(tables.cases, ((h, *dims) for h, dims in state.cases.items()))
-    put(
-        tables.referrals,
-        (
-            (h, r.province, r.category, r.case_hash, r.requested_at, r.accepted_at, r.completed_at)
-            for h, r in state.referrals.items()
-        ),
-    )
-    put(tables.pending, ((h, *cell, d) for h, cell, d in state.pending_cells() if d))
-    for table, name in keys.items():
-        columns = ", ".join(f'"{column.name}"' for column in table.primary_key)
-        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD CONSTRAINT "{name}" PRIMARY KEY ({columns})')
-    for index in indexes:
-        index.create(conn)
+    with _loading(conn, tables.all()):
+        for rows in state.rows() if isinstance(state, DeferredState) else [cell_rows(state.cube.items())]:
+            write_rows(conn, tables.cube, rows, add=False)
+        insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
+        put(tables.cases, ((h, *dims) for h, dims in state.cases.items()))
+        put(
+            tables.referrals,
+            (
+                (h, r.province, r.category, r.case_hash, r.requested_at, r.accepted_at, r.completed_at)
+                for h, r in state.referrals.items()
+            ),
+        )
+        put(tables.pending, ((h, *cell, d) for h, cell, d in state.pending_cells() if d))
 
 
 def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIVE) -> None:
