@@ -4,8 +4,8 @@ facts that make a projection idempotent are in ``projections.py``. Nothing here 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -86,8 +86,9 @@ METRICS = ADDITIVE_METRICS + DISTINCT_METRICS
 DERIVED_METRICS = ("completion_rate", "median_days_to_acceptance", "median_days_to_completion")
 
 
-@dataclass(frozen=True)
-class Contribution:
+class Contribution(NamedTuple):
+    """What one event adds to one figure (a tuple: a rebuild makes several an event)."""
+
     province: str
     day: date
     category: str

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple, Protocol
 
@@ -241,7 +241,7 @@ class Projection:
         self.state = state
         self.hash = hasher
         self.phases = phases
-        self._period_cache: dict[date, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._period_cache: dict[date, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
         self._dims_for: str | None = None
         self._dims_cached: tuple[tuple[str, str, str, str], bool] = ((PENDING,) * 4, True)  # type: ignore[assignment]
 
@@ -268,10 +268,16 @@ class Projection:
         base = (periods, c.province, c.category, channel, migration, return_kind, age, c.metric)
         self.state.add(base, c.delta, case_hash if pending else None)
 
-    def _periods(self, d: date) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _periods(self, d: date) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """A day's additive, distinct and fact-count period keys (made once a day: a rebuild asks
+        for them several times an event)."""
         found = self._period_cache.get(d)
         if found is None:
-            found = self._period_cache[d] = (additive_keys(d, self.phases), distinct_keys(d, self.phases))
+            found = self._period_cache[d] = (
+                additive_keys(d, self.phases),
+                distinct_keys(d, self.phases),
+                (day_key(d), week_key(d)),
+            )
         return found
 
     def count(self, case_hash: str | None, c: Contribution) -> None:
@@ -282,9 +288,10 @@ class Projection:
     def count_fact(self, case_hash: str, c: Contribution) -> None:
         """Count a new range fact on its day and week (``domain.FACT_COUNT``), under its category and
         all."""
-        period = (day_key(c.day), week_key(c.day))
+        period = self._periods(c.day)[2]
         for category in dict.fromkeys((c.category, NO_CATEGORY)):
-            self._add(period, case_hash, replace(c, category=category, metric=FACT_COUNT + c.metric))
+            fact = Contribution(c.province, c.day, category, FACT_COUNT + c.metric, c.delta, c.channel)
+            self._add(period, case_hash, fact)
 
     def count_distinct(self, case_hash: str, c: Contribution) -> None:
         """Add 1 to a distinct-women figure in each period where she was not counted yet."""

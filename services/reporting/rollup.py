@@ -341,7 +341,8 @@ class DeferredState(MemoryState):
     _spreading: Future[None] | None = field(default=None, repr=False)
 
     def add(self, base: Base, delta: int, pending_case: str | None) -> None:
-        self.bases[base] += delta
+        bases = self.bases  # no Counter.__missing__ call: most figures are new
+        bases[base] = bases.get(base, 0) + delta
         if pending_case is not None:
             self.base_pendings[pending_case][base] += delta
 
