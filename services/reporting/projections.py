@@ -152,7 +152,7 @@ def previous_days(facts: Iterable[tuple[str, Fact]]) -> dict[str, tuple[date | N
     return {key: (days[0], days[1]) for key, days in before.items()}
 
 
-@dataclass
+@dataclass(slots=True)  # a third smaller without a __dict__: a rebuild keeps one a referral
 class ReferralTimes:
     province: str
     category: str
@@ -242,6 +242,7 @@ class Projection:
         self.hash = hasher
         self.phases = phases
         self._period_cache: dict[date, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+        self._days: dict[date, date] = {}
         self._dims_for: str | None = None
         self._dims_cached: tuple[tuple[str, str, str, str], bool] = ((PENDING,) * 4, True)  # type: ignore[assignment]
 
@@ -280,6 +281,10 @@ class Projection:
             )
         return found
 
+    def _day(self, d: date) -> date:
+        """One date object a day for the facts to share (a rebuild keeps millions of facts)."""
+        return self._days.setdefault(d, d)
+
     def count(self, case_hash: str | None, c: Contribution) -> None:
         """Add an additive figure to its day, month and phases."""
         if c.delta:
@@ -295,9 +300,10 @@ class Projection:
 
     def count_distinct(self, case_hash: str, c: Contribution) -> None:
         """Add 1 to a distinct-women figure in each period where she was not counted yet."""
+        fact = Fact("distinct", case_hash, c.province, self._day(c.day), c.category)  # one for all
         for period in self._periods(c.day)[1]:
             key = f"d:{c.metric}:{c.category}:{period}:{c.province}:{case_hash}"
-            if self.state.claim(key, Fact("distinct", case_hash, c.province, c.day, c.category)):
+            if self.state.claim(key, fact):
                 self._add((period,), case_hash, c)
 
     # -- events ----------------------------------------------------------------------------------
@@ -338,7 +344,7 @@ class Projection:
             return
         first = found[0]
         if not self.state.claim(
-            key, Fact("event", case_hash or "", first.province, first.day, first.category)
+            key, Fact("event", case_hash or "", first.province, self._day(first.day), first.category)
         ):
             return
         for c in found:
@@ -352,7 +358,8 @@ class Projection:
         case_hash = self.hash("case", event.case_id)
         province = province_code(event.province, event.province_scheme)
         if not self.state.claim(
-            f"open:{case_hash}", Fact("opened", case_hash, province, local_day(event.opened_at), NO_CATEGORY)
+            f"open:{case_hash}",
+            Fact("opened", case_hash, province, self._day(local_day(event.opened_at)), NO_CATEGORY),
         ):
             return
         profile = event.profile
@@ -384,7 +391,7 @@ class Projection:
         first = found[0]
         if not self.state.claim(
             f"session:{self.hash('session', event.session_id)}",
-            Fact("session", case_hash, first.province, first.day, NO_CATEGORY),
+            Fact("session", case_hash, first.province, self._day(first.day), NO_CATEGORY),
         ):
             return
         for c in found:
@@ -412,7 +419,7 @@ class Projection:
         c = found[0]
         kind = "completed" if isinstance(event, ReferralCompleted) else "referral"
         if not self.state.claim(
-            f"ref:{referral_hash}:{step}", Fact(kind, case_hash, c.province, c.day, c.category)
+            f"ref:{referral_hash}:{step}", Fact(kind, case_hash, c.province, self._day(c.day), c.category)
         ):
             return
         self.count(case_hash, c)
