@@ -243,6 +243,7 @@ class Projection:
         self.phases = phases
         self._period_cache: dict[date, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
         self._days: dict[date, date] = {}
+        self._case_hashes: dict[str, str] = {}
         self._dims_for: str | None = None
         self._dims_cached: tuple[tuple[str, str, str, str], bool] = ((PENDING,) * 4, True)  # type: ignore[assignment]
 
@@ -279,6 +280,14 @@ class Projection:
                 distinct_keys(d, self.phases),
                 (day_key(d), week_key(d)),
             )
+        return found
+
+    def _case_hash(self, case_id: str) -> str:
+        """Her case's hash, one string for all her facts: the hasher keeps only so many (a rebuild
+        of 1,000,000 cases would otherwise hold a copy in each of most women's 25 facts)."""
+        found = self._case_hashes.get(case_id)
+        if found is None:
+            found = self._case_hashes[case_id] = self.hash("case", case_id)
         return found
 
     def _day(self, d: date) -> date:
@@ -351,11 +360,11 @@ class Projection:
             self.count(case_hash, c)
 
     def _for_case(self, case_id: str, key: str, event: Event) -> None:
-        case_hash = self.hash("case", case_id)
+        case_hash = self._case_hash(case_id)
         self._simple(f"{key}:{case_hash}", case_hash, event)
 
     def _case_opened(self, event: CaseOpened) -> None:
-        case_hash = self.hash("case", event.case_id)
+        case_hash = self._case_hash(event.case_id)
         province = province_code(event.province, event.province_scheme)
         if not self.state.claim(
             f"open:{case_hash}",
@@ -386,7 +395,7 @@ class Projection:
             self.count(case_hash, c)
 
     def _session(self, event: SessionRecorded) -> None:
-        case_hash = self.hash("case", event.case_id)
+        case_hash = self._case_hash(event.case_id)
         found = contributions(event)
         first = found[0]
         if not self.state.claim(
@@ -413,7 +422,7 @@ class Projection:
             | ReferralOverdue,
         ):
             return  # started, on hold, resumed, notes: no figure
-        case_hash = self.hash("case", event.case_id)
+        case_hash = self._case_hash(event.case_id)
         referral_hash = self.hash("referral", event.referral_id)
         found = contributions(event)
         c = found[0]

@@ -117,16 +117,28 @@ def test_a_history_kept_as_figures_gives_the_cells_spread_as_they_come() -> None
     assert len(kept_few.rollup.runs) == 0  # merged and handed out
 
 
-def test_a_rebuilds_facts_share_their_days_and_a_womans_periods_share_one_fact() -> None:
+class _Full(dict[str, str]):
+    """A hasher's cache that is full (it keeps up to 1,000,000 ids: fewer than a big rebuild's)."""
+
+    def __len__(self) -> int:
+        return 10**9
+
+
+def test_a_rebuilds_facts_share_their_days_hashes_and_a_womans_periods_share_one_fact() -> None:
     """Memory: a rebuild keeps every fact (2.3 an event, 25M at 1,000,000 cases). A day is one date
-    object however many facts fall on it, and the facts that count her once in each of a session's
-    periods (month, quarter, year, phase, all time) are one ``Fact`` under several keys."""
+    object however many facts fall on it, so is her case's hash once the hasher keeps no more, and
+    the facts that count her once in each of a session's periods (month, quarter, year, phase, all
+    time) are one ``Fact`` under several keys."""
     state = MemoryState()
-    projection = Projection(state, Hasher(b"test-reporting-key-0123456789"), Phases.of(PHASES))
+    hasher = Hasher(b"test-reporting-key-0123456789")
+    hasher._cache = _Full()
+    projection = Projection(state, hasher, Phases.of(PHASES))
     for event in generate(200, seed=8).events:
         projection.apply(event)
     facts = list(state.facts.values())
     days = {fact.day for fact in facts}
     assert len({id(fact.day) for fact in facts}) == len(days)
+    women = {fact.case_hash for fact in facts if fact.case_hash}
+    assert len({id(fact.case_hash) for fact in facts if fact.case_hash}) == len(women) > 150
     distinct = [fact for fact in facts if fact.kind == "distinct"]
     assert len({id(fact) for fact in distinct}) * 3 < len(distinct)
