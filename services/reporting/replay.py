@@ -22,11 +22,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-#: Called with a message's headers (as nats-py gives them; None without) and body. What it
-#: returns, if anything, is awaited before the next message is read from the connection (a handler
-#: that must write before it takes more: reading waits, so that memory stays bounded; the rebuild
-#: keeps its figures compact in memory instead and returns nothing).
-Handler = Callable[[dict[str, str] | None, bytes], Awaitable[None] | None]
+#: Called with a message's headers (as nats-py gives them; None without) and body, in the
+#: connection's reading: it must not wait (the rebuild keeps what it reads in memory).
+Handler = Callable[[dict[str, str] | None, bytes], None]
 Raw = Callable[[bytes, bytes, bytes | None], Awaitable[None]]
 
 #: Messages a pull request asks for, and requests kept open per stream: a few megabytes unread
@@ -88,18 +86,6 @@ class Interceptor:
         # every message (nats-py 2.x); an instance attribute shadows the method for this client.
         self._original = nc._process_msg
         nc._process_msg = self._process_msg  # type: ignore[method-assign]
-        # While a handler's wait runs no message is read at all: no stream counts that as idle.
-        self.paused = False
-        self.resumed = 0.0
-
-    async def pause_for(self, wait: Awaitable[None]) -> None:
-        """Await ``wait`` with the connection's reading stopped (the caller is its parser)."""
-        self.paused = True
-        try:
-            await wait
-        finally:
-            self.paused = False
-            self.resumed = time.monotonic()
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
@@ -163,9 +149,7 @@ async def read_stream(
         if seen % BATCH == 0:
             await ask()
         try:
-            wait = handle(message_headers(headers), data)
-            if wait is not None:  # nats-py's reading of this connection waits too: the server holds the rest
-                await interceptor.pause_for(wait)
+            handle(message_headers(headers), data)
         except Exception as exc:  # raised by read_stream, not lost in nats-py's reading task
             failure = exc
             done.set()
@@ -179,7 +163,7 @@ async def read_stream(
     try:
         for _ in range(DEPTH):
             await ask()
-        await _wait(js, interceptor, stream, last, done, lambda: last_seen, lambda: seen)
+        await _wait(js, stream, last, done, lambda: last_seen, lambda: seen)
         if failure is not None:
             raise failure
     finally:
@@ -193,7 +177,6 @@ async def read_stream(
 
 async def _wait(
     js: JetStreamContext,
-    interceptor: Interceptor,
     stream: str,
     last: int,
     done: asyncio.Event,
@@ -206,9 +189,8 @@ async def _wait(
         try:
             await asyncio.wait_for(done.wait(), timeout=2.0)
         except TimeoutError:
-            # Reading paused (a handler's wait) is no stall, nor the time it took.
-            idle = time.monotonic() - max(last_seen(), interceptor.resumed)
-            if interceptor.paused or idle < IDLE_END:
+            idle = time.monotonic() - last_seen()
+            if idle < IDLE_END:
                 continue
             try:
                 await js.get_msg(stream, last)
