@@ -132,7 +132,7 @@ def _write_block(engine: Engine, state: MemoryState, case_ids: dict[str, str], s
     cases = {rehash[h]: d for h, d in state.cases.items()}
     with engine.begin() as conn:
         # A block's women are its own: their previous days and categories are the block's.
-        insert_facts(conn, LIVE.facts, facts, previous_days(facts), cases.get)
+        insert_facts(conn, LIVE.facts, dict(facts), previous_days(facts), cases.get)
         conn.execute(insert(LIVE.cases), [{"case_hash": h, **d._asdict()} for h, d in cases.items()])
 
 

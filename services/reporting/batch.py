@@ -244,7 +244,7 @@ def write_layer(conn: Session | Connection, tables: ProjectionTables, layer: Lay
     if layer.cases:
         stmt = _insert(conn, tables.cases).on_conflict_do_nothing()
         conn.execute(stmt, [{"case_hash": h, **d._asdict()} for h, d in layer.cases.items()])
-    insert_facts(_connection(conn), tables.facts, layer.facts.items(), case=layer.case)
+    insert_facts(_connection(conn), tables.facts, layer.facts, case=layer.case)
     # Women with a new range fact, and women whose case was opened (her facts counted before).
     women = {f.case_hash for f in layer.facts.values() if f.kind in RANGE_KINDS} | layer.cases.keys()
     link_facts(conn, tables.facts, women, tables.cases)

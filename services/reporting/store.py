@@ -408,22 +408,24 @@ FACT_COLUMNS = (
 def insert_facts(
     conn: Connection,
     table: Table,
-    facts: Iterable[tuple[str, Fact]],
+    facts: Mapping[str, Fact],
     previous: Mapping[str, tuple[date | None, date | None]] | None = None,
     case: Callable[[str], CaseDims | None] = lambda case_hash: None,
+    chunk: int = 100_000,
 ) -> None:
-    """Insert new facts with one driver-level ``executemany``, in key order, with their previous
-    days if known (else None: :func:`link_facts` sets them) and the categories ``case`` gives of
-    her case (:func:`link_facts` sets them when her case is opened later)."""
+    """Insert new facts in key order, ``chunk`` rows at a time (a rebuild's are tens of millions:
+    their rows all at once were most of its peak memory), with their previous days if known (else
+    None: :func:`link_facts` sets them) and the categories ``case`` gives of her case
+    (:func:`link_facts` sets them when her case is opened later)."""
     none = (None, None)
-    rows: list[tuple[Any, ...]] = [
-        (key, *fact, *(previous.get(key, none) if previous else none), *fact_dims(fact, case))
-        for key, fact in facts
-    ]
-    if not rows:
-        return
-    rows.sort(key=lambda row: row[0])
-    insert_rows(conn, table, FACT_COLUMNS, rows)
+    keys = sorted(facts)
+    for start in range(0, len(keys), chunk):
+        rows = [
+            (key, *fact, *(previous.get(key, none) if previous else none), *fact_dims(fact, case))
+            for key in keys[start : start + chunk]
+            for fact in (facts[key],)
+        ]
+        insert_rows(conn, table, FACT_COLUMNS, rows)
 
 
 def link_facts(
@@ -632,7 +634,7 @@ def write_memory_state(
     with _loading(conn, tables.all()):
         for rows in state.rows() if isinstance(state, DeferredState) else [cell_rows(state.cube.items())]:
             write_rows(conn, tables.cube, rows, add=False)
-        insert_facts(conn, tables.facts, state.facts.items(), previous_days(state.facts.items()), state.case)
+        insert_facts(conn, tables.facts, state.facts, previous_days(state.facts.items()), state.case)
         put(tables.cases, ((h, *dims) for h, dims in state.cases.items()))
         put(
             tables.referrals,

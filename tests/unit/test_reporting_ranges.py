@@ -78,7 +78,7 @@ def test_facts_linked_as_they_come_get_the_previous_days_of_all_at_once() -> Non
         while order:
             batch = order[: rng.randint(1, 30)]
             order = order[len(batch) :]
-            insert_facts(conn, LIVE.facts, batch)
+            insert_facts(conn, LIVE.facts, dict(batch))
             link_facts(conn, LIVE.facts, {f.case_hash for _, f in batch if f.kind in RANGE_KINDS})
         f = LIVE.facts.c
         stored = {
