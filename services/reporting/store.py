@@ -644,6 +644,16 @@ def write_memory_state(
             ),
         )
         put(tables.pending, ((h, *cell, d) for h, cell, d in state.pending_cells() if d))
+    if conn.dialect.name == "postgresql":  # new tables have no statistics (they follow a rename)
+        _analyze(conn, tables)
+
+
+def _analyze(conn: Connection, tables: ProjectionTables) -> None:
+    """Give the planner the tables' statistics (on SQLite sampled: fast on any size)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+    for table in tables.all():
+        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
 
 
 def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIVE) -> None:
@@ -655,6 +665,8 @@ def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIV
         conn.exec_driver_sql(f'ALTER TABLE "{old.name}" RENAME TO "{retired}"')
         conn.exec_driver_sql(f'ALTER TABLE "{new.name}" RENAME TO "{old.name}"')
         conn.exec_driver_sql(f'DROP TABLE "{retired}"')
+    if conn.dialect.name == "sqlite":  # its statistics stay under a table's old name
+        _analyze(conn, live)
     stamp_layout(conn)
 
 

@@ -283,6 +283,12 @@ async def test_rebuild_on_postgresql_equals_live_and_keeps_keys_and_indexes(
             assert keys["constrained_columns"] == [column.name for column in table.primary_key]
             indexes = await conn.run_sync(lambda c, t=table: inspect(c).get_indexes(t.name))
             assert len(indexes) == len(table.indexes), table.name
+    async with engine.connect() as conn:  # the planner has the new tables' statistics
+        for table in (LIVE.cube, LIVE.facts):
+            found = await conn.exec_driver_sql(
+                f"SELECT count(*) FROM pg_stats WHERE tablename = '{table.name}'"
+            )
+            assert found.scalar_one() > 0, table.name
     with pytest.raises(IntegrityError):
         async with engine.begin() as conn:
             key = (await conn.execute(select(LIVE.cases.c.case_hash).limit(1))).scalar_one()

@@ -88,3 +88,33 @@ async def test_a_rebuild_that_fails_leaves_no_tables_behind(
         assert "rpt_cube" in names and not [n for n in names if "__b" in n]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.timeout(120)
+async def test_a_swapped_rebuild_leaves_the_planner_statistics_of_the_live_tables(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    # SQLite keeps a table's statistics under its old name when it is renamed: the swap's fresh
+    # tables would have none (reports planned on guesses) until the service restarts.
+    await publish_all(nats_server.url, generate(200, seed=4).events)
+    settings = ReportingSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}",
+        bus=BusSettings(nats_url=nats_server.url),
+        platform=PlatformSettings(data_dir=tmp_path),
+        phases=PHASES,
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        for _ in range(2):  # the second replaces tables that have statistics
+            await rebuild_module.rebuild(settings, engine=engine)
+        async with engine.connect() as conn:
+            stats = {
+                (tbl, idx) for tbl, idx in await conn.exec_driver_sql("SELECT tbl, idx FROM sqlite_stat1")
+            }
+            facts = store_module.LIVE.facts.name
+            indexes = await conn.run_sync(lambda c: inspect(c).get_indexes(facts))
+            # Each index that holds rows (here all but completed referrals with an earlier one).
+            assert len([index for index in indexes if (facts, index["name"]) in stats]) >= 2
+            assert {tbl for tbl, _ in stats} >= {store_module.LIVE.cube.name, facts}
+    finally:
+        await engine.dispose()
