@@ -16,12 +16,10 @@ from services.reporting import rebuild as rebuild_module
 from services.reporting import store as store_module
 from services.reporting.replay import Interceptor, read_stream
 from services.reporting.rollup import Row
-from services.reporting.settings import ReportingSettings
 from shared.db import make_engine
 from shared.natsserver import NatsServer
-from shared.settings import BusSettings, PlatformSettings
-from tests.integration.test_reporting_acceptance import publish_all
-from tests.unit.test_reporting_history import PHASES, generate
+from tests.integration.test_reporting_acceptance import publish_all, settings_for
+from tests.unit.test_reporting_history import generate
 
 N = 3500
 
@@ -61,13 +59,7 @@ async def test_a_rebuild_that_fails_leaves_no_tables_behind(
     # The fresh tables are created before the replay, and the second write of cube rows into
     # them (the histograms' rows) fails: they must go with the failed rebuild.
     await publish_all(nats_server.url, generate(200, seed=3).events)
-    settings = ReportingSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}",
-        bus=BusSettings(nats_url=nats_server.url),
-        platform=PlatformSettings(data_dir=tmp_path),
-        phases=PHASES,
-        rebuild_figures=1_000,
-    )
+    settings = settings_for(tmp_path, nats_server.url).model_copy(update={"rebuild_figures": 1_000})
     writes: list[int] = []
     real = store_module.write_rows
 
@@ -97,12 +89,7 @@ async def test_a_swapped_rebuild_leaves_the_planner_statistics_of_the_live_table
     # SQLite keeps a table's statistics under its old name when it is renamed: the swap's fresh
     # tables would have none (reports planned on guesses) until the service restarts.
     await publish_all(nats_server.url, generate(200, seed=4).events)
-    settings = ReportingSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}",
-        bus=BusSettings(nats_url=nats_server.url),
-        platform=PlatformSettings(data_dir=tmp_path),
-        phases=PHASES,
-    )
+    settings = settings_for(tmp_path, nats_server.url)
     engine = make_engine(settings.database_url)
     try:
         for _ in range(2):  # the second replaces tables that have statistics
