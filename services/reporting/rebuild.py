@@ -41,9 +41,11 @@ from services.reporting.store import (
     LIVE,
     ProjectionTables,
     cube_contents,
+    delete_some,
     layout_state,
     projection_tables,
     recreate_empty,
+    retired_tables,
     swap,
     write_memory_state,
 )
@@ -172,6 +174,7 @@ async def rebuild(
     from services.reporting.store import metadata
 
     await create_schema(engine, metadata)  # the live tables exist even on a first run
+    await retire(engine)  # ones a stopped rebuild left
     result = RebuildResult()
     nc = await nats.connect(settings.bus.nats_url, name="osso-reporting-rebuild")
     try:
@@ -208,7 +211,8 @@ async def rebuild(
             raise
         result.swapped = swap_tables
         result.tables = "rpt_*" if swap_tables else f"rpt_*{suffix}"
-        result.seconds = time.perf_counter() - started
+        result.seconds = time.perf_counter() - started  # the fresh tables are live: the rest is cleanup
+        await retire(engine)
         log.info(
             "reporting_rebuilt",
             events=result.events,
@@ -220,6 +224,22 @@ async def rebuild(
         await nc.close()
         if own_engine:
             await engine.dispose()
+
+
+async def retire(engine: AsyncEngine, rows: int = 20_000) -> int:
+    """Drop the tables a swap retired; returns how many. On SQLite each is emptied first, ``rows``
+    rows a transaction: a DROP reads every page of its table (seconds a gigabyte) holding the
+    database's one write lock, while live consumers wait; between these deletes they write."""
+    async with engine.connect() as conn:
+        found = await conn.run_sync(retired_tables)
+    for name, key in found:
+        while engine.dialect.name == "sqlite":
+            async with engine.begin() as conn:
+                if await conn.run_sync(delete_some, name, key, rows) < rows:
+                    break
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f'DROP TABLE "{name}"')
+    return len(found)
 
 
 async def _drop(engine: AsyncEngine, md: MetaData) -> None:

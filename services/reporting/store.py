@@ -36,6 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -656,18 +657,41 @@ def _analyze(conn: Connection, tables: ProjectionTables) -> None:
         conn.exec_driver_sql(f'ANALYZE "{table.name}"')
 
 
+#: What a swap appends to the names of the tables it retires (:func:`retired_tables`).
+RETIRED = "__retired"
+
+
 def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIVE) -> None:
-    """Give the fresh tables the live names (and drop the old ones), in the caller's transaction;
-    they have the current layout, so it is stamped."""
+    """Give the fresh tables the live names, in the caller's transaction; the old ones get
+    ``__retired`` names, dropped afterwards (``rebuild.retire``). They have the current layout,
+    so it is stamped."""
     for new, old in zip(fresh.all(), live.all(), strict=True):
-        retired = f"{old.name}__retired"
-        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{retired}"')
+        retired = f"{old.name}{RETIRED}"
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{retired}"')  # one a stopped rebuild left
         conn.exec_driver_sql(f'ALTER TABLE "{old.name}" RENAME TO "{retired}"')
         conn.exec_driver_sql(f'ALTER TABLE "{new.name}" RENAME TO "{old.name}"')
-        conn.exec_driver_sql(f'DROP TABLE "{retired}"')
     if conn.dialect.name == "sqlite":  # its statistics stay under a table's old name
         _analyze(conn, live)
     stamp_layout(conn)
+
+
+def retired_tables(conn: Connection) -> list[tuple[str, list[str]]]:
+    """The tables a swap retired that are still there: their names and primary key columns."""
+    names = set(sa_inspect(conn).get_table_names())
+    return [
+        (f"{table.name}{RETIRED}", [column.name for column in table.primary_key])
+        for table in LIVE.all()
+        if f"{table.name}{RETIRED}" in names
+    ]
+
+
+def delete_some(conn: Connection, name: str, key: Sequence[str], rows: int) -> int:
+    """Delete the first ``rows`` rows of table ``name`` in the order of its primary key ``key`` (a
+    range of the key: no scan); returns how many (none when fewer are left)."""
+    columns = ", ".join(f'"{column}"' for column in key)
+    bound = f'SELECT {columns} FROM "{name}" ORDER BY {columns} LIMIT 1 OFFSET {int(rows) - 1}'
+    result = conn.exec_driver_sql(f'DELETE FROM "{name}" WHERE ({columns}) <= ({bound})')
+    return int(result.rowcount)
 
 
 def cube_contents(conn: Connection, tables: ProjectionTables = LIVE) -> dict[Cell, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.js.api import StreamConfig
-from sqlalchemy import Connection, Table, inspect
+from sqlalchemy import Connection, MetaData, Table, inspect
 
 from services.reporting import rebuild as rebuild_module
 from services.reporting import store as store_module
@@ -19,7 +19,7 @@ from services.reporting.rollup import Row
 from shared.db import make_engine
 from shared.natsserver import NatsServer
 from tests.integration.test_reporting_acceptance import publish_all, settings_for
-from tests.unit.test_reporting_history import generate
+from tests.unit.test_reporting_history import generate, project
 
 N = 3500
 
@@ -100,8 +100,43 @@ async def test_a_swapped_rebuild_leaves_the_planner_statistics_of_the_live_table
             }
             facts = store_module.LIVE.facts.name
             indexes = await conn.run_sync(lambda c: inspect(c).get_indexes(facts))
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            assert not [name for name in names if name.endswith("__retired") or "__b" in name]
             # Each index that holds rows (here all but completed referrals with an earlier one).
             assert len([index for index in indexes if (facts, index["name"]) in stats]) >= 2
             assert {tbl for tbl, _ in stats} >= {store_module.LIVE.cube.name, facts}
+    finally:
+        await engine.dispose()
+
+
+async def test_retired_tables_are_emptied_a_few_rows_a_transaction_then_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A DROP of a big table holds SQLite's one write lock while it reads every page: live
+    # consumers would wait seconds a gigabyte. Emptied in small transactions, they wait less.
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(store_module.metadata.create_all)
+            await conn.run_sync(
+                store_module.write_memory_state, store_module.LIVE, project(generate(40, seed=6).events)
+            )
+            fresh = store_module.projection_tables(MetaData(), "__bnew")
+            await conn.run_sync(fresh.cube.metadata.create_all)
+            await conn.run_sync(store_module.swap, fresh)  # the filled tables are retired
+            cells = (await conn.exec_driver_sql('SELECT count(*) FROM "rpt_cube__retired"')).scalar_one()
+        deletes: list[int] = []
+        real = store_module.delete_some
+
+        def counted(conn: Connection, name: str, key: list[str], rows: int) -> int:
+            deletes.append(real(conn, name, key, rows))
+            return deletes[-1]
+
+        monkeypatch.setattr(rebuild_module, "delete_some", counted)
+        assert await rebuild_module.retire(engine, rows=100) == 5
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert cells > 1000 and sum(deletes) > cells - 100 and max(deletes) == 100
+        assert "rpt_cube" in names and not [name for name in names if name.endswith("__retired")]
     finally:
         await engine.dispose()
