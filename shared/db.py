@@ -6,6 +6,7 @@ with :func:`plumbing_tables` so no service ever sees another's tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
@@ -190,8 +192,16 @@ async def refresh_sqlite_statistics(engine: AsyncEngine) -> None:
     if engine.dialect.name != "sqlite":
         return
     async with engine.begin() as conn:
-        await conn.exec_driver_sql("PRAGMA analysis_limit=1000")  # sample: fast on any size
-        await conn.exec_driver_sql("ANALYZE")
+        await conn.run_sync(analyze)
+
+
+def analyze(conn: Connection, tables: Sequence[str] = ()) -> None:
+    """``ANALYZE`` the named tables (all without names), in the caller's transaction; on SQLite
+    sampled (``analysis_limit``): fast on any size."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+    for statement in [f'ANALYZE "{name}"' for name in tables] or ["ANALYZE"]:
+        conn.exec_driver_sql(statement)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -10,6 +10,7 @@ projection tables, then give them the live names.
 3. In one write transaction (live consumers wait for it): the events published since step 1 are
    applied to the fresh tables, and the tables are renamed. An event a live consumer applies again
    after the swap adds nothing: every figure is guarded by a keyed fact.
+4. The old tables are dropped (:func:`retire`; on SQLite emptied first, a few rows a transaction).
 Events that cannot be read, or that reporting cannot place (the ones live consumers dead-letter),
 are skipped and counted.
 """

@@ -62,7 +62,7 @@ from services.reporting.projections import (
     previous_days,
 )
 from services.reporting.rollup import DeferredState, Row, cell_rows
-from shared.db import UtcDateTime
+from shared.db import UtcDateTime, analyze
 
 metadata = MetaData()
 
@@ -650,11 +650,8 @@ def write_memory_state(
 
 
 def _analyze(conn: Connection, tables: ProjectionTables) -> None:
-    """Give the planner the tables' statistics (on SQLite sampled: fast on any size)."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-    for table in tables.all():
-        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+    """Give the planner the tables' statistics."""
+    analyze(conn, [table.name for table in tables.all()])
 
 
 #: What a swap appends to the names of the tables it retires (:func:`retired_tables`).
