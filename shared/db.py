@@ -54,7 +54,8 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, *extra: str) -> None:
+def sqlite_pragmas(dbapi_conn: Any, *extra: str) -> None:
+    """The pragmas every connection to a service's SQLite database gets (WAL, busy timeout...)."""
     # Let SQLAlchemy, not the driver, decide when a transaction begins.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
@@ -76,7 +77,7 @@ def _sqlite_engine(url: str, begin: str, *pragmas: str, **kwargs: Any) -> AsyncE
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_conn, *pragmas)
+        sqlite_pragmas(dbapi_conn, *pragmas)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

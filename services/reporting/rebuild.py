@@ -3,10 +3,12 @@ projection tables, then give them the live names.
 
 1. Each stream is read from sequence 1 up to its last sequence at the start, by an ephemeral pull
    consumer (no acks, in order; ``replay.py``), and applied to an in-memory projection: the same rules the live
-   consumers run (``projections.py``), so the result must equal the live tables. Its figures
-   are kept as they come, and every ``rebuild_figures`` of them spread over their cells in numpy
-   (``rollup.py``: some 16 bytes a cell).
-2. The projection is bulk-written into tables named ``rpt_*__b<random>``.
+   consumers run (``projections.py``), so the result must equal the live tables.
+   Its figures are kept as they come and every ``rebuild_figures`` of them sent to a process of
+   its own (``spreader.py``) that spreads them over their cells in numpy (``rollup.py``: some 16
+   bytes a cell) on the other core.
+2. The projection is bulk-written into tables named ``rpt_*__b<random>``: the cube by that
+   process, the other tables here, at the same time, a chunk of rows a transaction.
 3. In one write transaction (live consumers wait for it): the events published since step 1 are
    applied to the fresh tables, and the tables are renamed. An event a live consumer applies again
    after the swap adds nothing: every figure is guarded by a keyed fact.
@@ -37,18 +39,23 @@ from services.reporting.projections import Hasher, Projection
 from services.reporting.replay import Interceptor, read_stream
 from services.reporting.rollup import DeferredState
 from services.reporting.settings import ReportingSettings
+from services.reporting.spreader import Spreader
 from services.reporting.store import (
     LAYOUT,
     LIVE,
     ProjectionTables,
+    analyze_tables,
     cube_contents,
     delete_some,
     layout_state,
+    memory_rows,
     projection_tables,
     recreate_empty,
+    rekey,
     retired_tables,
     swap,
-    write_memory_state,
+    unkey,
+    write_memory_rows,
 )
 from shared.db import create_schema, make_engine
 from shared.envelope import MalformedEvent
@@ -177,7 +184,12 @@ async def rebuild(
     await create_schema(engine, metadata)  # the live tables exist even on a first run
     await retire(engine)  # ones a stopped rebuild left
     result = RebuildResult()
-    nc = await nats.connect(settings.bus.nats_url, name="osso-reporting-rebuild")
+    spreader = Spreader()  # started first: its imports overlap the start of the replay
+    try:
+        nc = await nats.connect(settings.bus.nats_url, name="osso-reporting-rebuild")
+    except BaseException:
+        spreader.close()
+        raise
     try:
         interceptor = Interceptor(nc)
         js = nc.jetstream(timeout=30.0)  # API replies can queue behind a flood of replayed messages
@@ -187,15 +199,15 @@ async def rebuild(
         async with engine.begin() as conn:
             await conn.run_sync(md.create_all)
         try:
-            state = DeferredState(limit=settings.rebuild_figures)
+            state = DeferredState(limit=settings.rebuild_figures, sink=spreader.add)
             projection = Projection(state, hasher, phases)
             lasts = await _last_seqs(js)
             await replay_into(js, interceptor, projection, state, {}, lasts, result)
+            state.spread()  # the figures kept since the last spread
             result.replay_seconds = time.perf_counter() - started
-
-            async with engine.begin() as conn:
-                await conn.run_sync(write_memory_state, fresh, state)
             result.spreads = state.spreads
+
+            await _write_fresh(engine, suffix, fresh, state, spreader)
             async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
                 now = await _last_seqs(js)
                 late = await _late_events(js, interceptor, {s: lasts[s] + 1 for s in STREAMS}, now)
@@ -206,7 +218,9 @@ async def rebuild(
                 result.last_seqs = now
         except BaseException:
             # The fresh tables exist from the start: a rebuild that fails, while replaying or
-            # writing them, leaves none of them beside the live ones.
+            # writing them, leaves none of them beside the live ones. The spreading process
+            # ends first (a write of its own would hold the tables).
+            spreader.close()
             with contextlib.suppress(Exception):
                 await asyncio.shield(_drop(engine, md))
             raise
@@ -222,9 +236,34 @@ async def rebuild(
         )
         return result
     finally:
+        spreader.close()
         await nc.close()
         if own_engine:
             await engine.dispose()
+
+
+async def _write_fresh(
+    engine: AsyncEngine, suffix: str, fresh: ProjectionTables, state: DeferredState, spreader: Spreader
+) -> None:
+    """Write the fresh tables: the cube by the spreading process, which has its figures; the
+    others here meanwhile, a chunk of rows a transaction, so that live consumers write between
+    those; on SQLite the two take turns (:meth:`Spreader.turn`)."""
+    cube = asyncio.ensure_future(spreader.write(engine.url.render_as_string(hide_password=False), suffix))
+    dialect = engine.dialect.name
+    try:
+        others = [fresh.facts, fresh.cases, fresh.referrals, fresh.pending]
+        async with spreader.turn(dialect), engine.begin() as conn:
+            dropped = await conn.run_sync(unkey, others)
+        for table, rows in memory_rows(fresh, state):  # the next rows are made while the child writes
+            async with spreader.turn(dialect), engine.begin() as conn:
+                await conn.run_sync(write_memory_rows, fresh, table, rows)
+        async with spreader.turn(dialect), engine.begin() as conn:
+            await conn.run_sync(rekey, dropped)
+            await conn.run_sync(analyze_tables, others)
+    except BaseException:
+        cube.cancel()
+        raise
+    await cube
 
 
 async def retire(engine: AsyncEngine, rows: int = 20_000) -> int:

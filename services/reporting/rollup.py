@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +41,6 @@ Row = tuple[Any, ...]
 Ints = npt.NDArray[np.int64]
 
 LEVELS = ("all", *DIMENSIONS, "full")
-#: Spreads figures while a rebuild's replay goes on (:meth:`DeferredState.spread_if_full`).
-_SPREADER = ThreadPoolExecutor(1, thread_name_prefix="rollup")
 
 
 def level(cell: Cell) -> str:
@@ -329,16 +326,17 @@ class Rollup:
 @dataclass
 class DeferredState(MemoryState):
     """A rebuild's state: the projection in memory, its figures kept as they come; every ``limit``
-    distinct ones are spread over their cells (:class:`Rollup`, far less memory a cell than a
-    ``Counter``) and :meth:`rows` gives the cube's rows at the end."""
+    distinct ones are spread over their cells: handed to ``sink`` (a rebuild's: ``spreader``, a
+    process of its own), else here (:class:`Rollup`, far less memory a cell than a ``Counter``),
+    whose :meth:`rows` gives the cube's rows at the end."""
 
     limit: int = 500_000
+    sink: Callable[[Iterable[tuple[Base, int]]], None] | None = None
     bases: Counter[Base] = field(default_factory=Counter)
     base_pendings: defaultdict[str, Counter[Base]] = field(default_factory=lambda: defaultdict(Counter))
     rollup: Rollup = field(default_factory=Rollup)
     #: How many times figures were spread (every ``limit``, and once at the end).
     spreads: int = 0
-    _spreading: Future[None] | None = field(default=None, repr=False)
 
     def add(self, base: Base, delta: int, pending_case: str | None) -> None:
         bases = self.bases  # no Counter.__missing__ call: most figures are new
@@ -357,29 +355,22 @@ class DeferredState(MemoryState):
         self.base_pendings.pop(case_hash, None)
 
     def spread_if_full(self) -> None:
-        """After an event: once there are ``limit`` figures kept, they are spread over their cells
-        in a thread of their own (numpy lets go of the GIL for most of it) while the replay goes
-        on; the one before is awaited first, so at most one is."""
+        """After an event: once there are ``limit`` figures kept, spread them."""
         if len(self.bases) >= self.limit:
-            self._wait()
-            self._spreading = _SPREADER.submit(self.rollup.add, self._take())
+            self.spread()
 
-    def _wait(self) -> None:
-        if self._spreading is not None:
-            spreading, self._spreading = self._spreading, None
-            spreading.result()  # its error, if any, is the rebuild's
-
-    def rows(self, chunk: int = 500_000) -> Iterator[tuple[list[Row], list[Row]]]:
-        """The cube's rows (:meth:`Rollup.rows`), once."""
-        self._wait()
-        self.rollup.add(self._take())
-        return self.rollup.rows(chunk)
-
-    def _take(self) -> Iterable[tuple[Base, int]]:
-        """The figures kept so far, to spread (counted), and none kept after."""
+    def spread(self) -> None:
+        """Spread the figures kept so far (to the sink, else here), and keep none."""
         taken, self.bases = self.bases, Counter()
         self.spreads += 1
-        return taken.items()
+        (self.sink or self.rollup.add)(taken.items())
+
+    def rows(self, chunk: int = 500_000) -> Iterator[tuple[list[Row], list[Row]]]:
+        """The cube's rows (:meth:`Rollup.rows`), once; not with a sink (it has the figures)."""
+        if self.sink is not None:
+            raise RuntimeError("the figures went to the sink: it writes the cube")
+        self.spread()
+        return self.rollup.rows(chunk)
 
     def pending_cells(self) -> Iterable[tuple[str, Cell, int]]:
         for case_hash, bases in self.base_pendings.items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import chain, islice
@@ -406,6 +405,26 @@ FACT_COLUMNS = (
 )  # fmt: skip
 
 
+def fact_rows(
+    facts: Mapping[str, Fact],
+    previous: Mapping[str, tuple[date | None, date | None]] | None = None,
+    case: Callable[[str], CaseDims | None] = lambda case_hash: None,
+    chunk: int = 100_000,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of new facts (:data:`FACT_COLUMNS`) in key order, ``chunk`` at a time (a rebuild's are
+    tens of millions: their rows all at once were most of its peak memory), with their previous
+    days if known (else None: :func:`link_facts` sets them) and the categories ``case`` gives of
+    her case (:func:`link_facts` sets them when her case is opened later)."""
+    none = (None, None)
+    keys = sorted(facts)
+    for start in range(0, len(keys), chunk):
+        yield [
+            (key, *fact, *(previous.get(key, none) if previous else none), *fact_dims(fact, case))
+            for key in keys[start : start + chunk]
+            for fact in (facts[key],)
+        ]
+
+
 def insert_facts(
     conn: Connection,
     table: Table,
@@ -414,18 +433,8 @@ def insert_facts(
     case: Callable[[str], CaseDims | None] = lambda case_hash: None,
     chunk: int = 100_000,
 ) -> None:
-    """Insert new facts in key order, ``chunk`` rows at a time (a rebuild's are tens of millions:
-    their rows all at once were most of its peak memory), with their previous days if known (else
-    None: :func:`link_facts` sets them) and the categories ``case`` gives of her case
-    (:func:`link_facts` sets them when her case is opened later)."""
-    none = (None, None)
-    keys = sorted(facts)
-    for start in range(0, len(keys), chunk):
-        rows = [
-            (key, *fact, *(previous.get(key, none) if previous else none), *fact_dims(fact, case))
-            for key in keys[start : start + chunk]
-            for fact in (facts[key],)
-        ]
+    """Insert new facts (:func:`fact_rows`)."""
+    for rows in fact_rows(facts, previous, case, chunk):
         insert_rows(conn, table, FACT_COLUMNS, rows)
 
 
@@ -590,11 +599,20 @@ class SqlState(Spreads):
         self._linked.clear()
 
 
-@contextmanager
-def _loading(conn: Connection, tables: Sequence[Table]) -> Iterator[None]:
-    """Rows written inside are indexed after: secondary indexes, and on PostgreSQL primary keys
-    too, are dropped first and built from the rows at the end (a sort: about half the cost of
-    keeping them up to date row by row). SQLite's WITHOUT ROWID tables are their primary key."""
+@dataclass
+class Unkeyed:
+    """What :func:`unkey` dropped from tables about to be loaded, for :func:`rekey` to build."""
+
+    indexes: list[Index]
+    #: PostgreSQL: each table's primary key constraint, by name.
+    keys: dict[Table, str]
+
+
+def unkey(conn: Connection, tables: Sequence[Table]) -> Unkeyed:
+    """Before loading rows into new tables: drop their secondary indexes, and on PostgreSQL their
+    primary keys too, for :func:`rekey` to build from the rows at the end (a sort: about half the
+    cost of keeping them up to date row by row). SQLite's WITHOUT ROWID tables are their primary
+    key. The rows may be loaded over several transactions (:mod:`spreader`)."""
     indexes = [index for table in tables for index in table.indexes]
     for index in indexes:
         index.drop(conn)
@@ -606,52 +624,82 @@ def _loading(conn: Connection, tables: Sequence[Table]) -> Iterator[None]:
             (f'"{table.name}"',),
         ).scalar_one()
         conn.exec_driver_sql(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{keys[table]}"')
-    yield
-    for table, name in keys.items():
+    return Unkeyed(indexes, keys)
+
+
+def rekey(conn: Connection, dropped: Unkeyed) -> None:
+    """Build what :func:`unkey` dropped."""
+    for table, name in dropped.keys.items():
         columns = ", ".join(f'"{column.name}"' for column in table.primary_key)
         conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD CONSTRAINT "{name}" PRIMARY KEY ({columns})')
-    for index in indexes:
+    for index in dropped.indexes:
         index.create(conn)
 
 
-def write_memory_state(
-    conn: Connection, tables: ProjectionTables, state: MemoryState, chunk: int = 20_000
-) -> None:
-    """Bulk-write a whole in-memory projection into empty tables (created with their indexes)."""
+def analyze_tables(conn: Connection, tables: Sequence[Table]) -> None:
+    """Give the planner the statistics of new tables on PostgreSQL (statistics follow a rename).
+    On SQLite they stay under a table's old name: :func:`swap` analyses the live tables."""
+    if conn.dialect.name == "postgresql":
+        analyze(conn, [table.name for table in tables])
 
-    def put(table: Table, rows: Iterable[tuple[Any, ...]]) -> None:
-        columns = [column.name for column in table.columns]
-        # Driver-level rows: the columns' own conversions (times, on SQLite) are applied here.
-        processors = [
-            (i, p) for i, c in enumerate(table.columns) if (p := c.type.bind_processor(conn.dialect))
-        ]
-        it = iter(rows)
-        while batch := [list(row) for row in islice(it, chunk)]:
-            for row in batch if processors else ():
-                for i, process in processors:
-                    row[i] = process(row[i])
-            insert_rows(conn, table, columns, batch)
 
-    with _loading(conn, tables.all()):
-        for rows in state.rows() if isinstance(state, DeferredState) else [cell_rows(state.cube.items())]:
-            write_rows(conn, tables.cube, rows, add=False)
-        insert_facts(conn, tables.facts, state.facts, previous_days(state.facts.items()), state.case)
-        put(tables.cases, ((h, *dims) for h, dims in state.cases.items()))
-        put(
+def put_rows(conn: Connection, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows of all of ``table``'s columns, each column's own conversions applied here
+    (times, on SQLite): driver-level rows."""
+    columns = [column.name for column in table.columns]
+    processors = [(i, p) for i, c in enumerate(table.columns) if (p := c.type.bind_processor(conn.dialect))]
+    batch = [list(row) for row in rows]
+    for row in batch if processors else ():
+        for i, process in processors:
+            row[i] = process(row[i])
+    insert_rows(conn, table, columns, batch)
+
+
+def memory_rows(
+    tables: ProjectionTables, state: MemoryState, chunk: int = 100_000
+) -> Iterator[tuple[Table, list[tuple[Any, ...]]]]:
+    """The rows of every table but the cube of a whole in-memory projection, ``chunk`` at a time:
+    facts with their previous days (:func:`fact_rows`) and her case's categories, cases, referrals
+    and what is pending."""
+    for facts in fact_rows(state.facts, previous_days(state.facts.items()), state.case, chunk):
+        yield tables.facts, facts
+    others: list[tuple[Table, Iterable[tuple[Any, ...]]]] = [
+        (tables.cases, ((h, *dims) for h, dims in state.cases.items())),
+        (
             tables.referrals,
             (
                 (h, r.province, r.category, r.case_hash, r.requested_at, r.accepted_at, r.completed_at)
                 for h, r in state.referrals.items()
             ),
-        )
-        put(tables.pending, ((h, *cell, d) for h, cell, d in state.pending_cells() if d))
-    if conn.dialect.name == "postgresql":  # new tables have no statistics (they follow a rename)
-        _analyze(conn, tables)
+        ),
+        (tables.pending, ((h, *cell, d) for h, cell, d in state.pending_cells() if d)),
+    ]
+    for table, rows in others:
+        it = iter(rows)
+        while batch := list(islice(it, chunk)):
+            yield table, batch
 
 
-def _analyze(conn: Connection, tables: ProjectionTables) -> None:
-    """Give the planner the tables' statistics."""
-    analyze(conn, [table.name for table in tables.all()])
+def write_memory_rows(
+    conn: Connection, tables: ProjectionTables, table: Table, rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert a chunk of :func:`memory_rows` (facts as they are: their dates need no conversion)."""
+    if table is tables.facts:
+        insert_rows(conn, table, FACT_COLUMNS, rows)
+    else:
+        put_rows(conn, table, rows)
+
+
+def write_memory_state(conn: Connection, tables: ProjectionTables, state: MemoryState) -> None:
+    """Bulk-write a whole in-memory projection into empty tables (created with their indexes), in
+    the caller's transaction. (A rebuild writes its cube in a process of its own: ``spreader``.)"""
+    dropped = unkey(conn, tables.all())
+    for rows in state.rows() if isinstance(state, DeferredState) else [cell_rows(state.cube.items())]:
+        write_rows(conn, tables.cube, rows, add=False)
+    for table, batch in memory_rows(tables, state):
+        write_memory_rows(conn, tables, table, batch)
+    rekey(conn, dropped)
+    analyze_tables(conn, tables.all())
 
 
 #: What a swap appends to the names of the tables it retires (:func:`retired_tables`).
@@ -668,7 +716,7 @@ def swap(conn: Connection, fresh: ProjectionTables, live: ProjectionTables = LIV
         conn.exec_driver_sql(f'ALTER TABLE "{old.name}" RENAME TO "{retired}"')
         conn.exec_driver_sql(f'ALTER TABLE "{new.name}" RENAME TO "{old.name}"')
     if conn.dialect.name == "sqlite":  # its statistics stay under a table's old name
-        _analyze(conn, live)
+        analyze(conn, [table.name for table in live.all()])
     stamp_layout(conn)
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import Connection, MetaData, Table, inspect
 from services.reporting import rebuild as rebuild_module
 from services.reporting import store as store_module
 from services.reporting.replay import Interceptor, read_stream
-from services.reporting.rollup import Row
+from services.reporting.spreader import Spreader, SpreaderFailed
+from services.reporting.store import ProjectionTables
 from shared.db import make_engine
 from shared.natsserver import NatsServer
 from tests.integration.test_reporting_acceptance import publish_all, settings_for
@@ -52,32 +53,49 @@ async def test_every_message_of_a_range_once_in_order_and_a_handlers_error_raise
         await nc.close()
 
 
+@pytest.mark.parametrize("where", ["parent", "child"])
 @pytest.mark.timeout(120)
 async def test_a_rebuild_that_fails_leaves_no_tables_behind(
-    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    # The fresh tables are created before the replay, and the second write of cube rows into
-    # them (the histograms' rows) fails: they must go with the failed rebuild.
+    # The fresh tables are created before the replay. Then either this process's second write of
+    # rows into them fails, or the process spreading the figures and writing the cube dies while
+    # it writes (kill -9): the fresh tables (and the cube's scratch file) go with the failed rebuild.
     await publish_all(nats_server.url, generate(200, seed=3).events)
     settings = settings_for(tmp_path, nats_server.url).model_copy(update={"rebuild_figures": 1_000})
     writes: list[int] = []
-    real = store_module.write_rows
+    real_rows, real_write = rebuild_module.write_memory_rows, Spreader.write
 
-    def failing(conn: Connection, table: Table, rows: tuple[list[Row], list[Row]], *, add: bool) -> bool:
+    def failing(
+        conn: Connection, tables: ProjectionTables, table: Table, rows: list[tuple[object, ...]]
+    ) -> None:
         writes.append(1)
         if len(writes) == 2:
             raise RuntimeError("disk full")
-        return real(conn, table, rows, add=add)
+        real_rows(conn, tables, table, rows)
 
-    monkeypatch.setattr(store_module, "write_rows", failing)
+    async def killed(self: Spreader, database_url: str, suffix: str, chunk: int = 1) -> int:
+        writing = asyncio.ensure_future(real_write(self, database_url, suffix, chunk=1))
+        await asyncio.sleep(0.3)  # a row a chunk: it is still writing
+        assert not writing.done()
+        writes.append(1)
+        self._process.kill()
+        return await writing
+
+    if where == "parent":
+        monkeypatch.setattr(rebuild_module, "write_memory_rows", failing)
+    else:
+        monkeypatch.setattr(Spreader, "write", killed)
     engine = make_engine(settings.database_url)
     try:
-        with pytest.raises(RuntimeError, match="disk full"):
+        expected = "disk full" if where == "parent" else "ended \\(exit code -9\\)"
+        with pytest.raises((RuntimeError, SpreaderFailed), match=expected):
             await rebuild_module.rebuild(settings, engine=engine)
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: inspect(c).get_table_names())
-        assert len(writes) == 2
+        assert len(writes) == (2 if where == "parent" else 1)
         assert "rpt_cube" in names and not [n for n in names if "__b" in n]
+        assert not list(tmp_path.glob("*.scratch"))  # noqa: ASYNC240
     finally:
         await engine.dispose()
 
