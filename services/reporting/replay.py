@@ -39,6 +39,9 @@ IDLE_END = 10.0
 IDLE_GIVE_UP = 300.0
 
 _HEADER_LINE = b"NATS/1.0"
+_HEADER_START = _HEADER_LINE + b"\r\n"
+#: What bytes.strip() strips (str.strip() would strip other spaces of Unicode too).
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _SPACE = re.compile(r"\s")
 
 
@@ -48,9 +51,28 @@ class RebuildIncomplete(RuntimeError):
 
 def message_headers(block: bytes | None) -> dict[str, str] | None:
     """The headers of a message's header block (``NATS/1.0\\r\\nName: value\\r\\n...``), exactly
-    as nats-py's parser reads them: the same names, values and skipped lines."""
+    as nats-py's parser reads them: the same names, values and skipped lines. The block is
+    decoded once, not a line at a time (a tenth of a rebuild's replay went to this before)."""
     if not block:
         return None
+    if not block.startswith(_HEADER_START):
+        return _message_headers(block)
+    out: dict[str, str] = {}
+    # Decoded whole with "replace": CR, LF and ':' are never part of a multi-byte sequence, so each
+    # value decodes as it would alone; a name with a byte past ASCII fails isascii() alike.
+    for line in block.decode("utf-8", "replace").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip(_ASCII_SPACE)
+        if not key.isascii() or _SPACE.search(key):
+            continue
+        out[key] = value.strip(_ASCII_SPACE)
+    return out or None
+
+
+def _message_headers(block: bytes) -> dict[str, str] | None:
+    """:func:`message_headers` a line at a time, for a block that does not start as usual."""
     out: dict[str, str] = {}
     for line in block[len(_HEADER_LINE) + 2 :].split(b"\r\n"):
         name, sep, value = line.partition(b":")

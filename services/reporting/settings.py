@@ -28,10 +28,11 @@ class ReportingSettings(ServiceSettings):
     phases: dict[str, tuple[date, date]] = Field(default_factory=lambda: dict(DEFAULT_PHASES))
     #: Smallest figure a donor may see; smaller cells show as "<k" (2..11).
     suppression_k: int = Field(default=5, ge=2, le=11)
-    #: Figures ``osso reporting rebuild`` keeps as they come (some 250 bytes each) before it spreads
-    #: them over their cells in memory (``rollup``: some 20 cells each before they are added up,
-    #: about 16 bytes a cell after): 500,000 needs about 1 GB while they are spread.
-    rebuild_figures: int = Field(default=500_000, ge=1_000)
+    #: Figures ``osso reporting rebuild`` keeps as they come (some 250 bytes each) before it sends
+    #: them to its spreading process (``spreader``), which spreads them over their cells (``rollup``:
+    #: some 20 cells each before they are added up, about 16 bytes a cell after) while the replay
+    #: goes on. The last ones are spread after the replay: fewer, less to wait for at the end.
+    rebuild_figures: int = Field(default=50_000, ge=1_000)
 
     @field_validator("phases")
     @classmethod

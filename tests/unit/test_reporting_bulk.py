@@ -4,6 +4,8 @@ a message's headers, the key order of cube rows, the in-memory cube's counting."
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -36,6 +38,19 @@ def test_stream_sequence_as_metadata(reply: str) -> None:
 )
 def test_message_headers_as_nats_py_reads_them(block: bytes) -> None:
     # What the live consumers see (nats-py's parser), so a malformed event is skipped alike.
+    assert message_headers(block) == (Client._parse_header_lines(block[len(b"NATS/1.0\r\n") :]) or None)
+
+
+_PIECES = [b"ce-id", b"ce-type", b"x", b":", b" ", b"\t", b"\x0b", b"\r", b"\n", b"\xc2\x85", b"\xc2\xa0",
+           b"\xe2\x80\x83", b"\xff", b"\xe2\x82", b"\xc3\xa9", b"1", b"\x1f", b"NATS/1.0"]  # fmt: skip
+
+
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=8).map(b"".join), max_size=6))
+@settings(max_examples=3000, deadline=None)
+def test_any_header_block_as_nats_py_reads_it(lines: list[bytes]) -> None:
+    # Odd spaces (Unicode's own, which str.strip would take), invalid and cut UTF-8 next to the
+    # separators, names with bytes past ASCII, lines with no colon.
+    block = b"NATS/1.0\r\n" + b"\r\n".join(lines) + b"\r\n\r\n"
     assert message_headers(block) == (Client._parse_header_lines(block[len(b"NATS/1.0\r\n") :]) or None)
 
 
