@@ -11,8 +11,10 @@ that does nothing with them, and nats-py's public API alone (an ordered push con
 per message), the fastest way through nats-py without reaching into it.
 
 Also prints the rebuild's peak memory (the events are generated and published by another process,
-so the figure is the rebuilds' own), and how often a run spread the figures it kept in memory over
-their cells (every ``--figures``, ``rebuild_figures``: 500,000 by default, and once at the end).
+so the figure is the rebuilds' own), and that of its spreading process (``spreader.py``: it spreads
+the figures over their cells and writes the cube), and how often a run sent the figures it kept in
+memory to be spread (every ``--figures``, ``rebuild_figures``: 50,000 by default, and once at the
+end). "Replay alone" is the time to read, decode and apply the events and send their figures.
 
     .venv/bin/python bench/reporting_rebuild.py [--cases 5000] [--runs 3] [--figures N]
         [--database-url postgresql+asyncpg://postgres@127.0.0.1/<empty database>]
@@ -153,18 +155,22 @@ async def main(n_cases: int, runs: int, figures: int, database_url: str | None) 
                 phases=PHASES,
                 rebuild_figures=figures,
             )
-            totals, replays = [], []
+            totals, replays, children = [], [], []
             for run in range(runs):
                 result = await rebuild(settings)
                 totals.append(result.events_per_second)
                 replays.append(result.events / result.replay_seconds)
+                children.append(result.spreader_peak_mib)
                 print(
                     f"  run {run + 1}: {result.events:,} events in {result.seconds:.2f} s "
                     f"({result.events_per_second:,.0f} events/s; replay alone {replays[-1]:,.0f} events/s; "
-                    f"figures spread over their cells {result.spreads} times)"
+                    f"figures sent to be spread {result.spreads} times; {result.cube_rows:,} cube rows)"
                 )
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-            print(f"  peak memory of this process (the rebuilds): {peak:,.0f} MiB")
+            print(
+                f"  peak memory of this process (the rebuilds): {peak:,.0f} MiB; "
+                f"of their spreading processes: {max(children):,.0f} MiB"
+            )
             raws = [await raw_read_rate(server.url) for _ in range(runs)]
             publics = [await nats_py_read_rate(server.url) for _ in range(runs)]
             print(f"  rebuild's reader alone: {', '.join(f'{r:,.0f}' for r in raws)} messages/s")

@@ -74,8 +74,11 @@ class RebuildResult:
     late_events: int = 0
     seconds: float = 0.0
     replay_seconds: float = 0.0
-    #: How many times the figures kept in memory were spread over their cells (``rollup``).
+    #: How many times the figures kept in memory were sent to be spread over their cells.
     spreads: int = 0
+    #: Cube rows written, and the peak memory (MiB) of the process that spread and wrote them.
+    cube_rows: int = 0
+    spreader_peak_mib: float = 0.0
     tables: str = ""
     swapped: bool = False
     last_seqs: dict[str, int] = field(default_factory=dict)
@@ -207,7 +210,8 @@ async def rebuild(
             result.replay_seconds = time.perf_counter() - started
             result.spreads = state.spreads
 
-            await _write_fresh(engine, suffix, fresh, state, spreader)
+            result.cube_rows = await _write_fresh(engine, suffix, fresh, state, spreader)
+            result.spreader_peak_mib = spreader.peak_mib
             async with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: live writers wait
                 now = await _last_seqs(js)
                 late = await _late_events(js, interceptor, {s: lasts[s] + 1 for s in STREAMS}, now)
@@ -232,7 +236,9 @@ async def rebuild(
             "reporting_rebuilt",
             events=result.events,
             skipped=result.skipped,
+            cube_rows=result.cube_rows,
             seconds=round(result.seconds, 2),
+            spreader_peak_mib=round(result.spreader_peak_mib),
         )
         return result
     finally:
@@ -244,7 +250,7 @@ async def rebuild(
 
 async def _write_fresh(
     engine: AsyncEngine, suffix: str, fresh: ProjectionTables, state: DeferredState, spreader: Spreader
-) -> None:
+) -> int:
     """Write the fresh tables: the cube by the spreading process, which has its figures; the
     others here meanwhile, a chunk of rows a transaction, so that live consumers write between
     those; on SQLite the two take turns (:meth:`Spreader.turn`)."""
@@ -263,7 +269,7 @@ async def _write_fresh(
     except BaseException:
         cube.cancel()
         raise
-    await cube
+    return await cube
 
 
 async def retire(engine: AsyncEngine, rows: int = 20_000) -> int:

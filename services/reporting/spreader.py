@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import multiprocessing
 import pickle
+import resource
 import sqlite3
+import time
 import traceback
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +36,9 @@ from services.reporting.projections import Base
 from services.reporting.rollup import Rollup
 from services.reporting.store import analyze_tables, projection_tables, rekey, unkey, write_rows
 from shared.db import make_engine, sqlite_pragmas
+from shared.logs import get_logger
+
+log = get_logger(__name__)
 
 #: Cube rows the child makes at a time (and writes a transaction on PostgreSQL).
 CHUNK = 200_000
@@ -61,6 +66,8 @@ class Spreader:
         #: How many times figures were sent to be spread.
         self.spreads = 0
         self._scratch: Path | None = None
+        #: The child's peak memory (MiB), once it has written the cube.
+        self.peak_mib = 0.0
 
     def add(self, figures: Iterable[tuple[Base, int]]) -> None:
         """Send figures to be spread. Pickled here; sent by a thread once the previous ones were
@@ -76,8 +83,8 @@ class Spreader:
         self._scratch = scratch_file(database_url, suffix)
         await asyncio.to_thread(self._sent)
         await asyncio.to_thread(self._send, pickle.dumps(("write", database_url, suffix, chunk)))
-        _, value = await asyncio.to_thread(self._answer)
-        return int(value)
+        _, (rows, self.peak_mib) = await asyncio.to_thread(self._answer)
+        return int(rows)
 
     @contextlib.asynccontextmanager
     async def turn(self, dialect: str) -> AsyncIterator[None]:
@@ -155,7 +162,8 @@ def _serve(pipe: Pipe, turn: Lock) -> None:
                 rollup.add(args[0])
             elif kind == "write":
                 rows = asyncio.run(_write_cube(rollup, turn, *args))
-                pipe.send_bytes(pickle.dumps(("done", rows)))
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+                pipe.send_bytes(pickle.dumps(("done", (rows, peak))))
                 return
     except EOFError:  # the parent closed its end: nothing to answer
         return
@@ -218,6 +226,7 @@ def _write_cube_sqlite(
                 written += len(rows[0]) + len(rows[1])
         engine.dispose()
         with turn, closing(sqlite3.connect(database, timeout=30)) as db:
+            started = time.perf_counter()
             sqlite_pragmas(db)
             db.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
             db.execute("BEGIN IMMEDIATE")
@@ -228,6 +237,8 @@ def _write_cube_sqlite(
                 db.execute(str(CreateIndex(index).compile(dialect=sqlite_dialect())))
             db.execute("COMMIT")
             db.execute("DETACH DATABASE scratch")
+        # Live consumers waited for this transaction: say how long it took.
+        log.info("reporting_cube_copied", rows=written, seconds=round(time.perf_counter() - started, 2))
     finally:
         engine.dispose()
         scratch.unlink(missing_ok=True)

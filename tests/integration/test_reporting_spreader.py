@@ -47,7 +47,7 @@ async def test_the_child_writes_the_cube_the_figures_make(tmp_path: Path) -> Non
         spreader.close()
         await engine.dispose()
     expected = {cell: value for cell, value in project(events).cube.items() if value}
-    assert state.spreads > 5 and written > 1000
+    assert state.spreads > 5 and written > 1000 and spreader.peak_mib > 20  # numpy alone is more
     assert cells == expected
     assert f"ix_{fresh.cube.name}_due" in names  # dropped for the copy, built after it
     assert not list(tmp_path.glob("*.scratch"))  # noqa: ASYNC240
