@@ -18,8 +18,9 @@ from shared.db import make_engine
 from tests.unit.test_reporting_history import PHASES, generate, project
 
 
+@pytest.mark.parametrize("at_once", [10**9, 0], ids=["one transfer", "a level a transaction"])
 @pytest.mark.timeout(60)
-async def test_the_child_writes_the_cube_the_figures_make(tmp_path: Path) -> None:
+async def test_the_child_writes_the_cube_the_figures_make(tmp_path: Path, at_once: int) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'reporting.db'}"
     events = generate(150, seed=21).events
     state = DeferredState(limit=1_000)
@@ -36,7 +37,7 @@ async def test_the_child_writes_the_cube_the_figures_make(tmp_path: Path) -> Non
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
             await conn.run_sync(fresh.cube.metadata.create_all)
-        written = await spreader.write(url, "__btest", chunk=500)  # several chunks
+        written = await spreader.write(url, "__btest", chunk=500, at_once=at_once)  # several chunks
         async with engine.connect() as conn:
             cells = await conn.run_sync(cube_contents, fresh)
             indexes = await conn.exec_driver_sql(
