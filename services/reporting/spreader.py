@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, Table, create_engine, event, make_url
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.pool import NullPool
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateTable
 
 from services.reporting.projections import Base
 from services.reporting.rollup import LEVELS, Rollup
@@ -66,8 +65,6 @@ class Spreader:
         child.close()
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="spreader-send")
         self._sending: Future[None] | None = None
-        #: How many times figures were sent to be spread.
-        self.spreads = 0
         self._scratch: Path | None = None
         #: The child's peak memory (MiB), once it has written the cube.
         self.peak_mib = 0.0
@@ -78,7 +75,6 @@ class Spreader:
         data = pickle.dumps(("add", list(figures)), protocol=pickle.HIGHEST_PROTOCOL)
         self._sent()
         self._sending = self._sender.submit(self._pipe.send_bytes, data)
-        self.spreads += 1
 
     async def write(self, database_url: str, suffix: str, chunk: int = CHUNK, at_once: int = AT_ONCE) -> int:
         """Have the child write every cell into the fresh cube ``rpt_cube<suffix>`` (indexed after
@@ -188,43 +184,51 @@ def scratch_file(database_url: str, suffix: str) -> Path | None:
 async def _write_cube(
     rollup: Rollup, turn: Lock, database_url: str, suffix: str, chunk: int, at_once: int
 ) -> int:
+    """Write every cell into the fresh cube, its index (and on PostgreSQL its key) dropped before
+    the rows and built after them (``store.unkey``/``rekey``, as for the parent's tables)."""
     table = projection_tables(MetaData(), suffix).cube
     scratch = scratch_file(database_url, suffix)
-    if scratch is not None:
-        database = Path(str(make_url(database_url).database))
-        return _write_cube_sqlite(rollup, turn, database, scratch, table, chunk, at_once)
     engine = make_engine(database_url)
+    # On SQLite the parent writes its tables meanwhile: each transaction here takes a turn.
+    turns = turn if engine.dialect.name == "sqlite" else contextlib.nullcontext()
     written = 0
     try:
-        async with engine.begin() as conn:
-            dropped = await conn.run_sync(unkey, [table])
-        for rows in rollup.rows(chunk):
+        with turns:
             async with engine.begin() as conn:
-                await conn.run_sync(write_rows, table, rows, add=False)
-            written += len(rows[0]) + len(rows[1])
-        async with engine.begin() as conn:
-            await conn.run_sync(rekey, dropped)
-            await conn.run_sync(analyze_tables, [table])
+                dropped = await conn.run_sync(unkey, [table])
+        if scratch is not None:
+            written = _write_via_scratch(
+                rollup, turn, Path(str(engine.url.database)), scratch, table, chunk, at_once
+            )
+        else:
+            for rows in rollup.rows(chunk):
+                async with engine.begin() as conn:
+                    await conn.run_sync(write_rows, table, rows, add=False)
+                written += len(rows[0]) + len(rows[1])
+        with turns:
+            async with engine.begin() as conn:
+                await conn.run_sync(rekey, dropped)
+                await conn.run_sync(analyze_tables, [table])
     finally:
         await engine.dispose()
     return written
 
 
-def _write_cube_sqlite(
+def _write_via_scratch(
     rollup: Rollup, turn: Lock, database: Path, scratch: Path, table: Table, chunk: int, at_once: int
 ) -> int:
     """On SQLite the rows go to a scratch file first: no journal, and no lock shared with the
     parent writing its tables meanwhile (a third less a row than into the database's WAL). Then
     an ``INSERT ... SELECT`` copies them into the empty fresh table record by record (SQLite's
-    transfer optimisation: no row decoded, the B-tree appended; 1 µs a row against 3), and the
-    table's index is built after (:func:`_copy_in`)."""
+    transfer optimisation, which wants no index on either side: no row decoded, the B-tree
+    appended; 1 µs a row against 3) (:func:`_copy_in`)."""
     scratch.unlink(missing_ok=True)
     engine = create_engine(f"sqlite:///{scratch}", poolclass=NullPool)
     event.listen(engine, "connect", _no_journal)
     written = 0
     try:
         with engine.begin() as conn:
-            conn.execute(CreateTable(table))  # no index (see _copy_in)
+            conn.execute(CreateTable(table))  # without its index
             for rows in rollup.rows(chunk):
                 write_rows(conn, table, rows, add=False)
                 written += len(rows[0]) + len(rows[1])
@@ -239,19 +243,14 @@ def _write_cube_sqlite(
 def _copy_in(turn: Lock, database: Path, scratch: Path, table: Table, rows: int, at_once: int) -> None:
     """Copy the scratch file's rows into the fresh table: with one transfer if there are at most
     ``at_once``; else a roll-up level a transaction, in key order (plain inserts: 11.9 s against
-    11.0 for 8.1M rows, but live consumers wait for one level at most, 6.9 s, not for all of them),
-    then build the table's index."""
+    11.0 for 8.1M rows, but live consumers wait for one level at most, 6.9 s, not for all of
+    them). A connection of its own: ATTACH cannot run inside a transaction."""
     name = table.name
     levels: Sequence[str | None] = [None] if rows <= at_once else sorted(LEVELS)
     copied = 0
     with closing(sqlite3.connect(database, timeout=30)) as db:
         sqlite_pragmas(db)
         db.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
-        with turn:  # the transfer wants no index on either side
-            db.execute("BEGIN IMMEDIATE")
-            for index in table.indexes:
-                db.execute(f'DROP INDEX main."{index.name}"')
-            db.execute("COMMIT")
         for level in levels:
             where, args = ("", ()) if level is None else (" WHERE level = ?", (level,))
             with turn:
@@ -267,14 +266,9 @@ def _copy_in(turn: Lock, database: Path, scratch: Path, table: Table, rows: int,
                 roll_up=level or "every level",  # (structlog's own "level" is the log level)
                 seconds=round(time.perf_counter() - started, 2),
             )
-        if copied != rows:  # a level not in LEVELS
-            raise RuntimeError(f"copied {copied} of the {rows} cube rows written to {scratch}")
-        with turn:
-            db.execute("BEGIN IMMEDIATE")
-            for index in table.indexes:
-                db.execute(str(CreateIndex(index).compile(dialect=sqlite_dialect())))
-            db.execute("COMMIT")
         db.execute("DETACH DATABASE scratch")
+    if copied != rows:  # a level not in LEVELS
+        raise RuntimeError(f"copied {copied} of the {rows} cube rows written to {scratch}")
 
 
 def _no_journal(dbapi_conn: Any, _record: Any) -> None:
